@@ -1,0 +1,39 @@
+/**
+ * Runs one daemon in the foreground: starts it, tells a parent process (demo, tests) it is ready
+ * over IPC, and shuts it down gracefully on SIGINT/SIGTERM — or when the parent that spawned it
+ * goes away, so a killed demo never leaves orphans behind.
+ */
+import { errorMessage } from '../common/errors.js';
+
+export interface Daemon {
+  start(): Promise<void>;
+  stop(): Promise<void>;
+}
+
+export async function runDaemon(name: string, daemon: Daemon, readyInfo: () => Record<string, unknown>): Promise<void> {
+  let stopping = false;
+  const stop = async (why: string): Promise<void> => {
+    if (stopping) return;
+    stopping = true;
+    const force = setTimeout(() => {
+      process.stderr.write(`${name}: shutdown took too long, exiting\n`);
+      process.exit(1);
+    }, 15_000);
+    force.unref();
+    try {
+      await daemon.stop();
+      process.exitCode = process.exitCode ?? 0;
+    } catch (err) {
+      process.stderr.write(`${name}: error during shutdown (${why}): ${errorMessage(err)}\n`);
+      process.exitCode = 1;
+    } finally {
+      clearTimeout(force);
+      if (process.connected) process.disconnect();
+    }
+  };
+  process.once('SIGINT', () => void stop('SIGINT'));
+  process.once('SIGTERM', () => void stop('SIGTERM'));
+  if (process.send) process.once('disconnect', () => void stop('parent gone'));
+  await daemon.start();
+  if (process.send) process.send({ type: 'ready', name, ...readyInfo() });
+}

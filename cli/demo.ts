@@ -1,0 +1,143 @@
+/**
+ * `edgetwin demo` (what `npm start` runs): a cloud, a collector and N simulated agents, each its own
+ * process with its own state under $EDGETWIN_HOME/demo, started in dependency order. Children get
+ * an IPC channel: they report readiness over it and shut down if it closes, so no orphans survive.
+ */
+import { fork, type ChildProcess } from 'node:child_process';
+import { mkdirSync, openSync, readFileSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+export interface DemoOptions {
+  cloudPort: number;
+  mqttPort: number;
+  agents: number;
+  /** Defaults to $EDGETWIN_HOME/demo or ./var/demo. */
+  home?: string;
+  /** Where to print the tour (stdout by default). */
+  out?: (line: string) => void;
+}
+
+interface Child {
+  name: string;
+  proc: ChildProcess;
+  log: string;
+}
+
+const cliPath = fileURLToPath(new URL('./edgetwin.js', import.meta.url));
+
+function tail(file: string, lines = 15): string {
+  try {
+    return readFileSync(file, 'utf8').trimEnd().split('\n').slice(-lines).join('\n');
+  } catch {
+    return '(no log)';
+  }
+}
+
+function spawnDaemon(name: string, command: string, configFile: string, logDir: string): Promise<{ child: Child; info: Record<string, unknown> }> {
+  const log = join(logDir, `${name}.log`);
+  const fd = openSync(log, 'a');
+  const proc = fork(cliPath, [command, '--config', configFile], { stdio: ['ignore', fd, fd, 'ipc'] });
+  const child: Child = { name, proc, log };
+  return new Promise((resolve, reject) => {
+    const timer = setTimeout(() => reject(new Error(`${name} did not become ready in 30 s; see ${log}\n${tail(log)}`)), 30_000);
+    proc.once('message', (m: { type?: string }) => {
+      if (m?.type !== 'ready') return;
+      clearTimeout(timer);
+      resolve({ child, info: m as Record<string, unknown> });
+    });
+    proc.once('exit', (code) => {
+      clearTimeout(timer);
+      reject(new Error(`${name} exited (code ${code}) before it was ready; last lines of ${log}:\n${tail(log)}`));
+    });
+  });
+}
+
+export async function runDemo(opts: DemoOptions): Promise<void> {
+  const out = opts.out ?? ((l: string) => process.stdout.write(`${l}\n`));
+  const home = opts.home ?? join(process.env['EDGETWIN_HOME'] ?? 'var', 'demo');
+  const logDir = join(home, 'logs');
+  mkdirSync(logDir, { recursive: true });
+  const write = (name: string, cfg: unknown): string => {
+    const f = join(home, `${name}.json`);
+    writeFileSync(f, `${JSON.stringify(cfg, null, 2)}\n`);
+    return f;
+  };
+  const children: Child[] = [];
+  let stopping = false;
+
+  const stopAll = async (): Promise<void> => {
+    if (stopping) return;
+    stopping = true;
+    // Agents first (they flush into the collector), then the collector, then the cloud.
+    for (const c of [...children].reverse()) {
+      if (c.proc.exitCode !== null || c.proc.signalCode !== null) continue;
+      const exited = new Promise((r) => c.proc.once('exit', r));
+      c.proc.kill('SIGTERM');
+      await Promise.race([exited, new Promise((r) => setTimeout(r, 10_000))]);
+      if (c.proc.exitCode === null && c.proc.signalCode === null) c.proc.kill('SIGKILL');
+    }
+  };
+
+  const onSignal = (): void => {
+    out('\nstopping demo…');
+    void stopAll().then(() => {
+      out('demo stopped; state kept in ' + home + ' (run npm start again to resume)');
+      process.exit(0);
+    });
+  };
+  process.on('SIGINT', onSignal);
+  process.on('SIGTERM', onSignal);
+
+  try {
+    const cloudCfg = write('cloud', { stateDir: join(home, 'cloud'), http: { host: '127.0.0.1', port: opts.cloudPort } });
+    const cloud = await spawnDaemon('cloud', 'cloud', cloudCfg, logDir);
+    children.push(cloud.child);
+    const cloudUrl = String(cloud.info['url']);
+
+    const collectorCfg = write('collector', {
+      siteId: 'demo-site',
+      stateDir: join(home, 'collector'),
+      mqtt: { host: '127.0.0.1', port: opts.mqttPort },
+      sinks: { http: { url: cloudUrl } },
+      admin: { enabled: true, host: '127.0.0.1', port: 0 },
+    });
+    const collector = await spawnDaemon('collector', 'collector', collectorCfg, logDir);
+    children.push(collector.child);
+    const mqttUrl = `mqtt://127.0.0.1:${String(collector.info['mqttPort'])}`;
+
+    const agents = await Promise.all(
+      Array.from({ length: opts.agents }, (_, i) => {
+        const id = `sim-${i + 1}`;
+        const f = write(`agent-${id}`, { deviceId: id, stateDir: join(home, 'agents', id), uplink: { url: mqttUrl }, sources: { simulator: { intervalMs: 1000 } } });
+        return spawnDaemon(`agent-${id}`, 'agent', f, logDir);
+      }),
+    );
+    for (const a of agents) children.push(a.child);
+
+    out('');
+    out('edgetwin demo is running on 127.0.0.1');
+    out(`  twin API        ${cloudUrl}/v1/twins`);
+    out(`  one twin        ${cloudUrl}/v1/twins/sim-1`);
+    out(`  cloud metrics   ${cloudUrl}/metrics`);
+    out(`  collector MQTT  ${mqttUrl}`);
+    out(`  collector ops   http://127.0.0.1:${String(collector.info['adminPort'])}/metrics  /healthz`);
+    out(`  agents          ${agents.map((a) => String(a.info['deviceId'])).join(', ')} (simulated, one reading per metric per second)`);
+    out(`  logs            ${logDir}`);
+    out('');
+    out(`Try: curl -s ${cloudUrl}/v1/twins`);
+    out('Ctrl-C stops everything; state is kept, so a second start resumes.');
+
+    // A child that dies on its own takes the demo down rather than leaving it half-alive.
+    for (const c of children) {
+      c.proc.once('exit', (code, signal) => {
+        if (stopping) return;
+        out(`${c.name} exited unexpectedly (code ${code ?? signal}); last lines of ${c.log}:\n${tail(c.log)}`);
+        void stopAll().then(() => process.exit(1));
+      });
+    }
+  } catch (err) {
+    await stopAll();
+    throw err;
+  }
+}

@@ -1,0 +1,170 @@
+/**
+ * SinkRunner: one per sink. Owns batching (count, bytes, time), retry with jittered backoff, the
+ * sink's durable cursor in the spool, and metrics. Several runners read one spool, each at its own
+ * pace; a spool row is deleted only when every runner has moved past it, so a slow sink never
+ * blocks a fast one and never loses what it has not yet sent.
+ */
+import { randomUUID } from 'node:crypto';
+import { Backoff, sleep } from '../common/backoff.js';
+import { errorMessage } from '../common/errors.js';
+import type { Logger } from '../common/log.js';
+import { counter, gauge, type Registry } from '../common/metrics.js';
+import { LANE_NORMAL, type SqliteOutbox } from '../common/outbox.js';
+import type { RunnerConfig } from './config.js';
+import { RetryableSinkError, type Sink, type SinkBatch } from './sink.js';
+
+export interface RunnerDeps {
+  spool: SqliteOutbox;
+  siteId: string;
+  log: Logger;
+  registry: Registry;
+  /** Called after this runner's cursor moved, so the owner can release rows all runners passed. */
+  onProgress: () => void;
+}
+
+export interface RunnerMetrics {
+  sent: ReturnType<typeof counter>;
+  rejected: ReturnType<typeof counter>;
+  failures: ReturnType<typeof counter>;
+  lag: ReturnType<typeof gauge>;
+}
+
+const metricsByRegistry = new WeakMap<Registry, RunnerMetrics>();
+
+function runnerMetrics(registry: Registry): RunnerMetrics {
+  let m = metricsByRegistry.get(registry);
+  if (!m) {
+    m = {
+      sent: counter(registry, 'edgetwin_sink_messages_total', 'Messages accepted by a sink', ['sink']),
+      rejected: counter(registry, 'edgetwin_sink_rejected_total', 'Messages a sink refused for good', ['sink', 'code']),
+      failures: counter(registry, 'edgetwin_sink_failures_total', 'Failed batch attempts (retried)', ['sink']),
+      lag: gauge(registry, 'edgetwin_sink_lag_rows', 'Spool rows this sink has not yet sent', ['sink']),
+    };
+    metricsByRegistry.set(registry, m);
+  }
+  return m;
+}
+
+export class SinkRunner {
+  private stopped = false;
+  private wake: (() => void) | undefined;
+  private loop: Promise<void> | undefined;
+  private readonly backoff: Backoff;
+  private readonly abort = new AbortController();
+  private readonly m: RunnerMetrics;
+  private lastError: string | undefined;
+  cursor: number;
+
+  constructor(readonly sink: Sink, private readonly cfg: RunnerConfig, private readonly deps: RunnerDeps) {
+    this.backoff = new Backoff(cfg.backoff);
+    this.cursor = deps.spool.meta.get(this.cursorKey);
+    this.m = runnerMetrics(deps.registry);
+  }
+
+  private get cursorKey(): string {
+    return `cursor:${this.sink.name}`;
+  }
+
+  get healthy(): { ok: boolean; lastError?: string } {
+    return this.lastError ? { ok: false, lastError: this.lastError } : { ok: true };
+  }
+
+  start(): void {
+    this.loop = this.run();
+  }
+
+  /** New rows were committed to the spool. */
+  notify(): void {
+    this.wake?.();
+  }
+
+  private waitForWork(ms: number): Promise<void> {
+    return new Promise((resolve) => {
+      const t = setTimeout(done, ms);
+      const self = this;
+      function done(): void {
+        clearTimeout(t);
+        self.wake = undefined;
+        resolve();
+      }
+      this.wake = done;
+    });
+  }
+
+  private async run(): Promise<void> {
+    await this.connectWithRetry();
+    while (!this.stopped) {
+      let rows = this.deps.spool.read(LANE_NORMAL, this.cursor, this.cfg.batchMaxMessages, this.cfg.batchMaxBytes);
+      if (rows.length === 0) {
+        await this.waitForWork(1000);
+        continue;
+      }
+      if (rows.length < this.cfg.batchMaxMessages && this.cfg.flushIntervalMs > 0) {
+        // Give a partial batch a moment to fill: fewer, larger requests.
+        await sleep(this.cfg.flushIntervalMs, this.abort.signal);
+        rows = this.deps.spool.read(LANE_NORMAL, this.cursor, this.cfg.batchMaxMessages, this.cfg.batchMaxBytes);
+      }
+      if (this.stopped) break;
+      const batch: SinkBatch = {
+        batchId: randomUUID(),
+        siteId: this.deps.siteId,
+        messages: rows.map((r) => ({ id: r.id, device: r.key ?? '', payload: r.body })),
+      };
+      await this.deliver(batch);
+    }
+  }
+
+  private async connectWithRetry(): Promise<void> {
+    while (!this.stopped) {
+      try {
+        await this.sink.connect();
+        return;
+      } catch (err) {
+        this.lastError = errorMessage(err);
+        this.deps.log.warn({ sink: this.sink.name, err: this.lastError }, 'sink connect failed, retrying');
+        await sleep(this.backoff.next(), this.abort.signal);
+      }
+    }
+  }
+
+  /** Retries the same batch (same id) until it is accepted or the runner stops. */
+  private async deliver(batch: SinkBatch): Promise<void> {
+    const name = this.sink.name;
+    while (!this.stopped) {
+      try {
+        const result = await this.sink.write(batch);
+        for (const r of result.rejected ?? []) {
+          this.m.rejected.inc({ sink: name, code: r.code });
+          this.deps.log.warn({ sink: name, spoolId: r.id, code: r.code, err: r.message }, 'sink rejected a message');
+        }
+        this.m.sent.inc({ sink: name }, batch.messages.length - (result.rejected?.length ?? 0));
+        this.backoff.reset();
+        this.lastError = undefined;
+        this.advance(batch.messages[batch.messages.length - 1]!.id);
+        return;
+      } catch (err) {
+        this.m.failures.inc({ sink: name });
+        this.lastError = errorMessage(err);
+        const hinted = err instanceof RetryableSinkError ? err.retryAfterMs : undefined;
+        const wait = hinted ?? this.backoff.next();
+        this.deps.log.warn({ sink: name, batchId: batch.batchId, retryInMs: wait, err: this.lastError }, 'sink write failed, will retry');
+        await sleep(wait, this.abort.signal);
+      }
+    }
+  }
+
+  private advance(toId: number): void {
+    this.cursor = toId;
+    this.deps.spool.meta.set(this.cursorKey, toId);
+    this.m.lag.set({ sink: this.sink.name }, Math.max(0, this.deps.spool.depth().rows));
+    this.deps.onProgress();
+  }
+
+  async stop(): Promise<void> {
+    this.stopped = true;
+    this.abort.abort();
+    this.wake?.();
+    await this.loop;
+    await this.sink.close();
+  }
+}

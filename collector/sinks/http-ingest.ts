@@ -1,0 +1,112 @@
+/**
+ * HttpIngestSink: posts spooled batches to the cloud's `POST /v1/ingest` over a keep-alive undici
+ * pool, gzip-compressed, with the batch id as idempotency key. The device payloads are spliced into
+ * the envelope as they are: the collector never re-encodes telemetry.
+ */
+import { promisify } from 'node:util';
+import { gzip as gzipCb } from 'node:zlib';
+import { Pool } from 'undici';
+import { errorMessage } from '../../common/errors.js';
+import { spliceEnvelope } from '../../common/ingest-envelope.js';
+import { RetryableSinkError, type Sink, type SinkBatch, type SinkWriteResult } from '../sink.js';
+
+const gzip = promisify(gzipCb);
+
+export interface HttpIngestSinkConfig {
+  enabled: boolean;
+  /** Base URL of the cloud twin API, e.g. http://127.0.0.1:8480 */
+  url: string;
+  /** Site token for the cloud's ingest (set it from EDGETWIN_CLOUD_TOKEN, not in files). */
+  token?: string;
+  gzip: boolean;
+  timeoutMs: number;
+  connections: number;
+}
+
+export const httpIngestSinkDefaults: HttpIngestSinkConfig = {
+  enabled: true,
+  url: 'http://127.0.0.1:8480',
+  gzip: true,
+  timeoutMs: 30_000,
+  connections: 4,
+};
+
+export const httpIngestSinkConfigSchema = {
+  type: 'object',
+  additionalProperties: false,
+  properties: {
+    enabled: { type: 'boolean' },
+    url: { type: 'string', pattern: '^https?://' },
+    token: { type: 'string' },
+    gzip: { type: 'boolean' },
+    timeoutMs: { type: 'integer', minimum: 100 },
+    connections: { type: 'integer', minimum: 1, maximum: 256 },
+  },
+} as const;
+
+interface IngestResponse {
+  rejected?: { index: number; code: string; message: string }[];
+}
+
+export class HttpIngestSink implements Sink {
+  readonly name = 'http';
+  private pool: Pool | undefined;
+  private readonly origin: string;
+  private readonly basePath: string;
+
+  constructor(private readonly cfg: HttpIngestSinkConfig) {
+    const u = new URL(cfg.url);
+    this.origin = u.origin;
+    this.basePath = u.pathname.replace(/\/$/, '');
+  }
+
+  async connect(): Promise<void> {
+    this.pool = new Pool(this.origin, {
+      connections: this.cfg.connections,
+      keepAliveTimeout: 30_000,
+      headersTimeout: this.cfg.timeoutMs,
+      bodyTimeout: this.cfg.timeoutMs,
+    });
+  }
+
+  async write(batch: SinkBatch): Promise<SinkWriteResult> {
+    if (!this.pool) await this.connect();
+    const json = spliceEnvelope(batch.batchId, batch.siteId, batch.messages.map((m) => m.payload));
+    const headers: Record<string, string> = {
+      'content-type': 'application/json',
+      'idempotency-key': batch.batchId,
+    };
+    if (this.cfg.token) headers['authorization'] = `Bearer ${this.cfg.token}`;
+    let body: string | Buffer = json;
+    if (this.cfg.gzip) {
+      body = await gzip(json, { level: 1 });
+      headers['content-encoding'] = 'gzip';
+    }
+    let res;
+    try {
+      res = await this.pool!.request({ method: 'POST', path: `${this.basePath}/v1/ingest`, headers, body });
+    } catch (cause) {
+      throw new RetryableSinkError(`cloud ingest unreachable: ${errorMessage(cause)}`, undefined, { cause });
+    }
+    const text = await res.body.text();
+    if (res.statusCode < 200 || res.statusCode >= 300) {
+      const retryAfter = Number(res.headers['retry-after']);
+      throw new RetryableSinkError(`cloud ingest answered ${res.statusCode}: ${text.slice(0, 200)}`, Number.isFinite(retryAfter) ? retryAfter * 1000 : undefined);
+    }
+    let parsed: IngestResponse = {};
+    try {
+      parsed = JSON.parse(text) as IngestResponse;
+    } catch {
+      // A 2xx means stored; the body is informational.
+    }
+    return {
+      rejected: (parsed.rejected ?? []).map((r) => ({ id: batch.messages[r.index]?.id ?? -1, code: r.code, message: r.message })),
+    };
+  }
+
+  async close(): Promise<void> {
+    const p = this.pool;
+    this.pool = undefined;
+    await p?.close();
+  }
+}
