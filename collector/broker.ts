@@ -14,8 +14,23 @@ import type { DeviceAuthenticator } from './auth.js';
 import type { MqttListenerConfig } from './config.js';
 import type { SpoolWriter } from './spool-writer.js';
 
+/**
+ * Handles IoT Hub device-twin traffic (`$iothub/twin/...`). Replies must go to the one client
+ * (`client.publish`), never through the broker's routing: every device subscribes to the same
+ * `$iothub/twin/res/#` topic.
+ */
+export interface TwinHandler {
+  onPublish(device: string, client: Client, packet: PublishPacket, done: (err?: Error | null) => void): void;
+  /** A device subscribed to one of the twin topics (e.g. to push desired changes made while it was away). */
+  onSubscribe?(device: string, client: Client, topic: string): void;
+}
+
+/** Topics a device may subscribe to besides its own `devices/{id}/…` tree. */
+const TWIN_SUBSCRIPTIONS = new Set([topics.twinResponses, topics.twinDesiredPatches]);
+
 export interface MqttBrokerDeps {
   auth: DeviceAuthenticator;
+  twin?: TwinHandler;
   spoolWriter: SpoolWriter;
   log: Logger;
   registry: Registry;
@@ -48,6 +63,11 @@ export class MqttBroker {
       authorizeSubscribe: (client, sub, done) => {
         const device = (client as DeviceClient)[DEVICE];
         if (device && sub.topic.startsWith(`devices/${device}/`)) return done(null, sub);
+        if (device && this.deps.twin && TWIN_SUBSCRIPTIONS.has(sub.topic)) {
+          done(null, sub);
+          this.deps.twin.onSubscribe?.(device, client, sub.topic);
+          return;
+        }
         this.mRejected.inc({ code: ErrorCodes.FORBIDDEN });
         done(new EdgetwinError(ErrorCodes.FORBIDDEN, `subscription outside the device's topics: ${sub.topic}`), null);
       },
@@ -104,6 +124,9 @@ export class MqttBroker {
     const device = client?.[DEVICE];
     // Broker-internal publishes ($SYS heartbeats, wills of vanished clients) are not device data.
     if (!client) return done(packet.topic.startsWith('$SYS/') ? null : new Error('no client'));
+    if (device && this.deps.twin && packet.topic.startsWith(topics.twinPrefix)) {
+      return this.deps.twin.onPublish(device, client, packet, done);
+    }
     if (!device || !packet.topic.startsWith(topics.telemetryPrefix(device))) {
       this.mRejected.inc({ code: ErrorCodes.FORBIDDEN });
       this.deps.log.warn({ clientId: client.id, topic: packet.topic, code: ErrorCodes.FORBIDDEN }, 'publish outside the device topic refused');

@@ -64,8 +64,41 @@ export const telemetryBatchSchema = {
   },
 } as const;
 
+/**
+ * A device's reported-properties patch, carried from the collector to the cloud in the same ingest
+ * envelope as telemetry (so it shares the spool, the retries and the ordering per device).
+ */
+export interface ReportedMessage {
+  v: typeof WIRE_VERSION;
+  kind: 'reported';
+  device: string;
+  /** When the collector received the patch, ms since the Unix epoch (UTC). */
+  ts: number;
+  /** The twin's reported $version the collector assigned, when it keeps one. */
+  version?: number;
+  patch: Record<string, unknown>;
+}
+
+export const reportedMessageSchema = {
+  $id: 'https://edgetwin.dev/schema/reported-v1.json',
+  type: 'object',
+  required: ['v', 'kind', 'device', 'ts', 'patch'],
+  additionalProperties: false,
+  properties: {
+    v: { const: WIRE_VERSION },
+    kind: { const: 'reported' },
+    device: { type: 'string', pattern: DEVICE_ID_PATTERN },
+    ts: { type: 'integer', minimum: 0 },
+    version: { type: 'integer', minimum: 0 },
+    patch: { type: 'object' },
+  },
+} as const;
+
+export type IngestMessage = { kind: 'telemetry'; batch: TelemetryBatch } | { kind: 'reported'; reported: ReportedMessage };
+
 const ajv = new Ajv({ allErrors: false, strict: true });
 const validateBatch = ajv.compile<TelemetryBatch>(telemetryBatchSchema);
+const validateReported = ajv.compile<ReportedMessage>(reportedMessageSchema);
 
 function schemaError(what: string, errors: typeof validateBatch.errors): EdgetwinError {
   const e = errors?.[0];
@@ -90,6 +123,15 @@ export function decodeBatch(payload: Buffer | string): TelemetryBatch {
 export function checkBatch(obj: unknown): TelemetryBatch {
   if (!validateBatch(obj)) throw schemaError('telemetry batch', validateBatch.errors);
   return obj;
+}
+
+/** Classifies and validates one message of an ingest envelope: a telemetry batch or a reported patch. */
+export function checkMessage(obj: unknown): IngestMessage {
+  if (typeof obj === 'object' && obj !== null && (obj as { kind?: unknown }).kind === 'reported') {
+    if (!validateReported(obj)) throw schemaError('reported message', validateReported.errors);
+    return { kind: 'reported', reported: obj };
+  }
+  return { kind: 'telemetry', batch: checkBatch(obj) };
 }
 
 export function encodeBatch(batch: TelemetryBatch): string {
@@ -117,6 +159,10 @@ export const topics = {
   telemetry: (device: string): string => `devices/${device}/messages/events/`,
   /** Device-to-cloud telemetry may carry IoT Hub's property bag after the trailing slash. */
   telemetryPrefix: (device: string): string => `devices/${device}/messages/events/`,
+  /** IoT Hub device-twin topics (shared by every device; replies go to one client only). */
+  twinPrefix: '$iothub/twin/',
+  twinResponses: '$iothub/twin/res/#',
+  twinDesiredPatches: '$iothub/twin/PATCH/properties/desired/#',
   deviceOf(topic: string): string | undefined {
     const m = /^devices\/([^/]+)\//.exec(topic);
     return m?.[1];

@@ -71,6 +71,11 @@ export class AnomalyLikelihood {
     this.history = new Float32Array(cfg.historyReadings);
   }
 
+  /** True once the stream's score is calibrated (its learning period is over). */
+  calibrated(): boolean {
+    return this.seen > this.cfg.learningReadings + this.cfg.estimationReadings;
+  }
+
   /** Feeds one raw score (>= 0) and returns the calibrated score in [0, 1]. */
   update(raw: number): number {
     const k = this.seen % this.recent.length;
@@ -79,7 +84,7 @@ export class AnomalyLikelihood {
     this.seen++;
     const avg = this.recentSum / Math.min(this.seen, this.recent.length);
     let score = LEARNING_SCORE;
-    if (this.seen > this.cfg.learningReadings + this.cfg.estimationReadings) {
+    if (this.calibrated()) {
       if (this.std === 0 || this.seen % this.cfg.reestimateEveryReadings === 0) this.refit();
       let tail = tailProbability(avg, this.mean, this.std);
       // Only the first "red" reading of a run keeps its full weight: a long anomaly is one alert.

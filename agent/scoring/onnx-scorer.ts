@@ -1,0 +1,215 @@
+/**
+ * The agent's Scorer: per-stream feature windows → one batched onnxruntime call per batch →
+ * per-stream anomaly likelihood → `score`, `model` and `alert` on each reading, in place.
+ *
+ * Batches are scored one after the other (each call waits for the previous one), so the
+ * per-stream state always sees readings in order; a model swap is queued the same way, between
+ * two batches, so no reading is scored half by one model and half by another, and none is dropped.
+ */
+import type { Logger } from 'pino';
+import type { SourceReading, Scorer } from '../types.js';
+import { errorMessage, isEdgetwinError } from '../../common/errors.js';
+import { counter, gauge, type Registry } from '../../common/metrics.js';
+import { DEFAULT_SCORING, type ScoringConfig } from './config.js';
+import { StreamFeatures } from './features.js';
+import { AnomalyLikelihood, LEARNING_SCORE } from './likelihood.js';
+import { modelPath, pickModel, readManifest, type ModelEntry } from './manifest.js';
+import { OnnxModel, FORECAST_COLUMNS } from './onnx-model.js';
+
+export interface ScorerOptions {
+  log?: Logger;
+  registry?: Registry;
+}
+
+/** What the scorer keeps per metric. */
+class Stream {
+  features: StreamFeatures;
+  likelihood: AnomalyLikelihood;
+  min = Infinity;
+  max = -Infinity;
+  constructor(model: OnnxModel, cfg: ScoringConfig) {
+    this.features = new StreamFeatures(model.entry.featureRecipe);
+    this.likelihood = new AnomalyLikelihood(cfg.likelihood);
+  }
+}
+
+/** A row sent to the model, and where its answer goes. */
+interface Pending {
+  reading: SourceReading;
+  stream: Stream;
+  centre: number;
+  spread: number;
+}
+
+type Metrics = {
+  readings: ReturnType<typeof counter>;
+  alerts: ReturnType<typeof counter>;
+  streams: ReturnType<typeof gauge>;
+};
+
+function withDefaults(cfg: Partial<ScoringConfig>): ScoringConfig {
+  return { ...DEFAULT_SCORING, ...cfg, likelihood: { ...DEFAULT_SCORING.likelihood, ...cfg.likelihood } };
+}
+
+export class OnnxScorer implements Scorer {
+  private model: OnnxModel;
+  private readonly cfg: ScoringConfig;
+  private readonly streams = new Map<string, Stream>();
+  private readonly log: Logger | undefined;
+  private readonly metrics: Metrics | undefined;
+  private queue: Promise<unknown> = Promise.resolve();
+  private buffer = new Float32Array(0);
+  private warnedFull = false;
+
+  private constructor(model: OnnxModel, cfg: ScoringConfig, opts: ScorerOptions) {
+    this.model = model;
+    this.cfg = cfg;
+    this.log = opts.log?.child({ component: 'scoring' });
+    if (opts.registry) {
+      this.metrics = {
+        readings: counter(opts.registry, 'edgetwin_scoring_readings_total', 'Readings seen by the scorer, by result', ['result']),
+        alerts: counter(opts.registry, 'edgetwin_scoring_alerts_total', 'Readings whose score crossed the alert threshold'),
+        streams: gauge(opts.registry, 'edgetwin_scoring_streams', 'Streams with scoring state'),
+      };
+    }
+  }
+
+  /** Loads a verified model from its manifest entry and file. */
+  static async load(entry: ModelEntry, path: string, config: Partial<ScoringConfig> = {}, opts: ScorerOptions = {}): Promise<OnnxScorer> {
+    const cfg = withDefaults(config);
+    return new OnnxScorer(await OnnxModel.load(entry, path, cfg.threads), cfg, opts);
+  }
+
+  /** Loads the model `config.modelName` (default: the first) of `config.manifestFile`. */
+  static async fromConfig(config: Partial<ScoringConfig> = {}, opts: ScorerOptions = {}): Promise<OnnxScorer> {
+    const cfg = withDefaults(config);
+    const entry = pickModel(readManifest(cfg.manifestFile), cfg.modelName);
+    return OnnxScorer.load(entry, modelPath(cfg.manifestFile, entry), cfg, opts);
+  }
+
+  get modelVersion(): string {
+    return this.model.version;
+  }
+
+  get alertThreshold(): number {
+    return this.cfg.alertThreshold ?? this.model.entry.thresholds.alert;
+  }
+
+  /** Loads a model beside the active one (sha256, shapes, smoke run); nothing changes until swap(). */
+  prepare(entry: ModelEntry, path: string): Promise<OnnxModel> {
+    return OnnxModel.load(entry, path, this.cfg.threads);
+  }
+
+  /**
+   * Makes `next` the active model between two batches and resolves with the previous one, still
+   * open so that a rollback is one more swap; the caller closes it when done. Calibration restarts
+   * per stream (raw scores of two models are not comparable); feature windows are kept when the
+   * recipe is the same.
+   */
+  swap(next: OnnxModel): Promise<OnnxModel> {
+    return this.enqueue(() => {
+      const prev = this.model;
+      const sameRecipe = JSON.stringify(prev.entry.featureRecipe) === JSON.stringify(next.entry.featureRecipe);
+      this.model = next;
+      for (const s of this.streams.values()) {
+        if (!sameRecipe) s.features = new StreamFeatures(next.entry.featureRecipe);
+        s.likelihood = new AnomalyLikelihood(this.cfg.likelihood);
+      }
+      this.log?.info({ from: prev.version, to: next.version }, 'scoring model swapped');
+      return prev;
+    });
+  }
+
+  score(readings: SourceReading[]): Promise<void> {
+    return this.enqueue(() => this.scoreBatch(readings));
+  }
+
+  async close(): Promise<void> {
+    await this.enqueue(() => this.model.close());
+  }
+
+  private enqueue<T>(task: () => T | Promise<T>): Promise<T> {
+    const run = this.queue.then(task);
+    this.queue = run.catch(() => undefined);
+    return run;
+  }
+
+  private streamFor(metric: string): Stream | undefined {
+    let s = this.streams.get(metric);
+    if (s) return s;
+    if (this.streams.size >= this.cfg.maxStreams) {
+      if (!this.warnedFull) this.log?.warn({ maxStreams: this.cfg.maxStreams, metric }, 'scoring: stream limit reached, new metrics stay unscored');
+      this.warnedFull = true;
+      return undefined;
+    }
+    s = new Stream(this.model, this.cfg);
+    this.streams.set(metric, s);
+    this.metrics?.streams.set(this.streams.size);
+    return s;
+  }
+
+  private async scoreBatch(readings: SourceReading[]): Promise<void> {
+    const model = this.model;
+    const width = model.featureCount;
+    const pending: Pending[] = [];
+    let unscored = 0;
+    if (this.buffer.length < readings.length * width) this.buffer = new Float32Array(readings.length * width);
+    for (const r of readings) {
+      const stream = Number.isFinite(r?.value) && Number.isFinite(r?.ts) && typeof r.metric === 'string' ? this.streamFor(r.metric) : undefined;
+      if (!stream) {
+        unscored++;
+        continue;
+      }
+      if (stream.features.ready()) {
+        const { centre, spread } = stream.features.write(r.ts, this.buffer, pending.length * width);
+        pending.push({ reading: r, stream, centre, spread });
+      } else {
+        // A stream's first reading has no past to forecast from.
+        this.annotate(r, LEARNING_SCORE, model.version);
+      }
+      stream.features.push(r.ts, r.value);
+    }
+    try {
+      for (let at = 0; at < pending.length; at += this.cfg.maxBatchRows) {
+        const rows = Math.min(this.cfg.maxBatchRows, pending.length - at);
+        const out = await model.forecast(this.buffer.subarray(at * width), rows);
+        for (let j = 0; j < rows; j++) this.finish(pending[at + j]!, out[j * FORECAST_COLUMNS]!, out[j * FORECAST_COLUMNS + 1]!, model);
+      }
+    } catch (err) {
+      // Readings stay unscored rather than failing the agent's pipeline.
+      unscored += pending.filter((p) => p.reading.score === undefined).length;
+      this.log?.error({ err: errorMessage(err), code: isEdgetwinError(err) ? err.code : undefined, model: model.version }, 'scoring: inference failed');
+    }
+    this.metrics?.readings.inc({ result: 'unscored' }, unscored);
+    this.metrics?.readings.inc({ result: 'scored' }, readings.length - unscored);
+  }
+
+  /** Turns one forecast into the reading's calibrated score. */
+  private finish(p: Pending, mu: number, logB: number, model: OnnxModel): void {
+    const { reading, stream } = p;
+    const y = stream.features.target(reading.value, p.centre, p.spread);
+    const surprise = Math.abs(y - mu) * Math.exp(-logB);
+    const raw = Math.min(1, surprise / model.entry.calibration.surpriseCap);
+    let score = stream.likelihood.update(Number.isFinite(raw) ? raw : 1);
+    if (this.outOfRange(stream, reading.value)) score = 1;
+    this.annotate(reading, score, model.version);
+  }
+
+  /** Numenta's spatial anomaly: a value well outside everything this stream has shown so far. */
+  private outOfRange(s: Stream, v: number): boolean {
+    const tol = ((s.max - s.min) * this.cfg.rangeTolerancePercent) / 100;
+    const out = this.cfg.rangeTolerancePercent > 0 && s.likelihood.calibrated() && s.max > s.min && (v > s.max + tol || v < s.min - tol);
+    if (v < s.min) s.min = v;
+    if (v > s.max) s.max = v;
+    return out;
+  }
+
+  private annotate(r: SourceReading, score: number, version: string): void {
+    r.score = score;
+    r.model = version;
+    if (score >= this.alertThreshold) {
+      r.alert = true;
+      this.metrics?.alerts.inc();
+    }
+  }
+}
