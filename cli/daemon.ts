@@ -4,6 +4,7 @@
  * goes away, so a killed demo never leaves orphans behind.
  */
 import { errorMessage } from '../common/errors.js';
+import { createSdNotifier } from '../common/sd-notify.js';
 
 export interface Daemon {
   start(): Promise<void>;
@@ -12,9 +13,11 @@ export interface Daemon {
 
 export async function runDaemon(name: string, daemon: Daemon, readyInfo: () => Record<string, unknown>): Promise<void> {
   let stopping = false;
+  const sd = createSdNotifier();
   const stop = async (why: string): Promise<void> => {
     if (stopping) return;
     stopping = true;
+    sd.stop();
     const force = setTimeout(() => {
       process.stderr.write(`${name}: shutdown took too long, exiting\n`);
       process.exit(1);
@@ -35,5 +38,9 @@ export async function runDaemon(name: string, daemon: Daemon, readyInfo: () => R
   process.once('SIGTERM', () => void stop('SIGTERM'));
   if (process.send) process.once('disconnect', () => void stop('parent gone'));
   await daemon.start();
+  sd.ready();
+  // The ping proves the event loop is not wedged. It is deliberately not tied to /healthz: a dead
+  // sensor or an unreachable cloud must not make systemd restart a daemon that is buffering fine.
+  sd.startWatchdog(() => !stopping);
   if (process.send) process.send({ type: 'ready', name, ...readyInfo() });
 }

@@ -1,7 +1,4 @@
 /** Starts real daemons in-process on loopback with ephemeral ports, for integration tests. */
-import { mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import { Agent } from '../../agent/agent.js';
 import { loadAgentConfig } from '../../agent/config.js';
 import type { Source, SourceContext } from '../../agent/types.js';
@@ -13,19 +10,7 @@ import { createLogger } from '../../common/log.js';
 
 export const silent = (): ReturnType<typeof createLogger> => createLogger('test', { level: 'silent' });
 
-export function tempDir(prefix = 'edgetwin-test-'): { dir: string; cleanup: () => void } {
-  const dir = mkdtempSync(join(tmpdir(), prefix));
-  return { dir, cleanup: () => rmSync(dir, { recursive: true, force: true }) };
-}
-
-export async function waitFor(check: () => boolean | Promise<boolean>, timeoutMs: number, what: string): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (Date.now() < deadline) {
-    if (await check()) return;
-    await new Promise((r) => setTimeout(r, 25));
-  }
-  throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
-}
+export { tempDir, waitFor } from './util.js';
 
 export async function startCloud(stateDir: string, overrides: object = {}): Promise<Cloud> {
   const cloud = new Cloud(loadCloudConfig(undefined, { stateDir, http: { port: 0 }, ...overrides }, {}), { log: silent() });

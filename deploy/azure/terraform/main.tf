@@ -1,0 +1,279 @@
+data "azurerm_client_config" "current" {}
+
+locals {
+  prefix = "edgetwin${var.name}"
+  tags   = merge({ app = "edgetwin" }, var.tags)
+}
+
+resource "azurerm_resource_group" "this" {
+  name     = "rg-${local.prefix}"
+  location = var.location
+  tags     = local.tags
+}
+
+# --- Observability -----------------------------------------------------------------------------
+resource "azurerm_log_analytics_workspace" "this" {
+  name                = "log-${local.prefix}"
+  location            = azurerm_resource_group.this.location
+  resource_group_name = azurerm_resource_group.this.name
+  sku                 = "PerGB2018"
+  retention_in_days   = var.log_retention_days
+  tags                = local.tags
+}
+
+# --- Event Hubs: sites -> cloud, scaled by partitions ---------------------------------------------
+resource "azurerm_eventhub_namespace" "this" {
+  name                          = "evhns-${local.prefix}"
+  location                      = azurerm_resource_group.this.location
+  resource_group_name           = azurerm_resource_group.this.name
+  sku                           = var.eventhub_sku
+  capacity                      = var.eventhub_capacity
+  local_authentication_enabled  = true # collectors use SAS connection strings kept in Key Vault
+  public_network_access_enabled = !var.enable_private_endpoints
+  minimum_tls_version           = "1.2"
+  tags                          = local.tags
+}
+
+resource "azurerm_eventhub" "telemetry" {
+  name              = "telemetry"
+  namespace_id      = azurerm_eventhub_namespace.this.id
+  partition_count   = var.eventhub_partitions
+  message_retention = var.eventhub_retention_days
+}
+
+resource "azurerm_eventhub_consumer_group" "cloud" {
+  name                = "edgetwin-cloud"
+  namespace_name      = azurerm_eventhub_namespace.this.name
+  eventhub_name       = azurerm_eventhub.telemetry.name
+  resource_group_name = azurerm_resource_group.this.name
+}
+
+# Send-only rule for site collectors; the cloud reads with its managed identity instead.
+resource "azurerm_eventhub_authorization_rule" "collectors" {
+  name                = "collectors-send"
+  namespace_name      = azurerm_eventhub_namespace.this.name
+  eventhub_name       = azurerm_eventhub.telemetry.name
+  resource_group_name = azurerm_resource_group.this.name
+  listen              = false
+  send                = true
+  manage              = false
+}
+
+# --- Storage: ADLS Gen2 lakehouse + consumer checkpoints ------------------------------------------
+resource "azurerm_storage_account" "lake" {
+  name                            = substr(replace("st${local.prefix}", "-", ""), 0, 24)
+  location                        = azurerm_resource_group.this.location
+  resource_group_name             = azurerm_resource_group.this.name
+  account_tier                    = "Standard"
+  account_replication_type        = "ZRS"
+  account_kind                    = "StorageV2"
+  is_hns_enabled                  = true # ADLS Gen2: Spark/Databricks read the Parquet layout directly
+  min_tls_version                 = "TLS1_2"
+  allow_nested_items_to_be_public = false
+  shared_access_key_enabled       = false
+  public_network_access_enabled   = !var.enable_private_endpoints
+  tags                            = local.tags
+
+  blob_properties {
+    delete_retention_policy {
+      days = 14
+    }
+    container_delete_retention_policy {
+      days = 14
+    }
+  }
+}
+
+resource "azurerm_storage_data_lake_gen2_filesystem" "lakehouse" {
+  name               = "lakehouse"
+  storage_account_id = azurerm_storage_account.lake.id
+}
+
+resource "azurerm_storage_container" "checkpoints" {
+  name                  = "eventhub-checkpoints"
+  storage_account_id    = azurerm_storage_account.lake.id
+  container_access_type = "private"
+}
+
+# --- Key Vault: secrets the containers read through their identity -------------------------------
+resource "azurerm_key_vault" "this" {
+  name                          = substr("kv-${local.prefix}", 0, 24)
+  location                      = azurerm_resource_group.this.location
+  resource_group_name           = azurerm_resource_group.this.name
+  tenant_id                     = data.azurerm_client_config.current.tenant_id
+  sku_name                      = "standard"
+  rbac_authorization_enabled    = true
+  purge_protection_enabled      = true
+  soft_delete_retention_days    = 30
+  public_network_access_enabled = !var.enable_private_endpoints
+  tags                          = local.tags
+}
+
+resource "azurerm_role_assignment" "deployer_kv_admin" {
+  scope                = azurerm_key_vault.this.id
+  role_definition_name = "Key Vault Secrets Officer"
+  principal_id         = data.azurerm_client_config.current.object_id
+}
+
+resource "azurerm_key_vault_secret" "collector_eventhub" {
+  name         = "collector-eventhub-connection-string"
+  value        = azurerm_eventhub_authorization_rule.collectors.primary_connection_string
+  key_vault_id = azurerm_key_vault.this.id
+  depends_on   = [azurerm_role_assignment.deployer_kv_admin]
+}
+
+# --- Container Apps: the twin API and the Event Hubs consumer ---------------------------------------
+resource "azurerm_container_app_environment" "this" {
+  name                       = "cae-${local.prefix}"
+  location                   = azurerm_resource_group.this.location
+  resource_group_name        = azurerm_resource_group.this.name
+  log_analytics_workspace_id = azurerm_log_analytics_workspace.this.id
+  tags                       = local.tags
+}
+
+resource "azurerm_user_assigned_identity" "cloud" {
+  name                = "id-${local.prefix}-cloud"
+  location            = azurerm_resource_group.this.location
+  resource_group_name = azurerm_resource_group.this.name
+  tags                = local.tags
+}
+
+resource "azurerm_role_assignment" "cloud_eventhub_receive" {
+  scope                = azurerm_eventhub.telemetry.id
+  role_definition_name = "Azure Event Hubs Data Receiver"
+  principal_id         = azurerm_user_assigned_identity.cloud.principal_id
+}
+
+resource "azurerm_role_assignment" "cloud_storage" {
+  scope                = azurerm_storage_account.lake.id
+  role_definition_name = "Storage Blob Data Contributor"
+  principal_id         = azurerm_user_assigned_identity.cloud.principal_id
+}
+
+resource "azurerm_role_assignment" "cloud_kv" {
+  scope                = azurerm_key_vault.this.id
+  role_definition_name = "Key Vault Secrets User"
+  principal_id         = azurerm_user_assigned_identity.cloud.principal_id
+}
+
+resource "azurerm_container_app" "twin_api" {
+  name                         = "ca-${local.prefix}-api"
+  container_app_environment_id = azurerm_container_app_environment.this.id
+  resource_group_name          = azurerm_resource_group.this.name
+  revision_mode                = "Single"
+  tags                         = local.tags
+
+  identity {
+    type         = "UserAssigned"
+    identity_ids = [azurerm_user_assigned_identity.cloud.id]
+  }
+
+  ingress {
+    external_enabled = true
+    target_port      = 8480
+    transport        = "http"
+    traffic_weight {
+      latest_revision = true
+      percentage      = 100
+    }
+  }
+
+  template {
+    min_replicas = var.twin_api_min_replicas
+    max_replicas = var.twin_api_max_replicas
+
+    container {
+      name    = "cloud"
+      image   = var.container_image
+      cpu     = 1.0
+      memory  = "2Gi"
+      command = ["node", "dist/cli/edgetwin.js", "cloud"]
+
+      env {
+        name  = "EDGETWIN_CLOUD_HOST"
+        value = "0.0.0.0"
+      }
+      env {
+        name  = "AZURE_CLIENT_ID"
+        value = azurerm_user_assigned_identity.cloud.client_id
+      }
+      env {
+        name  = "EDGETWIN_EVENTHUB_NAMESPACE"
+        value = "${azurerm_eventhub_namespace.this.name}.servicebus.windows.net"
+      }
+      env {
+        name  = "EDGETWIN_EVENTHUB_NAME"
+        value = azurerm_eventhub.telemetry.name
+      }
+      env {
+        name  = "EDGETWIN_EVENTHUB_CONSUMER_GROUP"
+        value = azurerm_eventhub_consumer_group.cloud.name
+      }
+      env {
+        name  = "EDGETWIN_LAKEHOUSE_URL"
+        value = "abfss://${azurerm_storage_data_lake_gen2_filesystem.lakehouse.name}@${azurerm_storage_account.lake.name}.dfs.core.windows.net/"
+      }
+      env {
+        name  = "EDGETWIN_CHECKPOINT_CONTAINER_URL"
+        value = "${azurerm_storage_account.lake.primary_blob_endpoint}${azurerm_storage_container.checkpoints.name}"
+      }
+
+      liveness_probe {
+        transport = "HTTP"
+        port      = 8480
+        path      = "/healthz"
+      }
+      readiness_probe {
+        transport = "HTTP"
+        port      = 8480
+        path      = "/healthz"
+      }
+    }
+  }
+}
+
+# --- Optional private endpoints ------------------------------------------------------------------
+locals {
+  private_targets = var.enable_private_endpoints ? {
+    eventhub = { id = azurerm_eventhub_namespace.this.id, subresource = "namespace" }
+    dfs      = { id = azurerm_storage_account.lake.id, subresource = "dfs" }
+    blob     = { id = azurerm_storage_account.lake.id, subresource = "blob" }
+    vault    = { id = azurerm_key_vault.this.id, subresource = "vault" }
+  } : {}
+}
+
+resource "azurerm_private_endpoint" "this" {
+  for_each            = local.private_targets
+  name                = "pe-${local.prefix}-${each.key}"
+  location            = azurerm_resource_group.this.location
+  resource_group_name = azurerm_resource_group.this.name
+  subnet_id           = var.subnet_id
+  tags                = local.tags
+
+  private_service_connection {
+    name                           = "psc-${each.key}"
+    private_connection_resource_id = each.value.id
+    subresource_names              = [each.value.subresource]
+    is_manual_connection           = false
+  }
+
+  lifecycle {
+    precondition {
+      condition     = var.subnet_id != null
+      error_message = "subnet_id is required when enable_private_endpoints is true."
+    }
+  }
+}
+
+# --- Diagnostics into Log Analytics --------------------------------------------------------------
+resource "azurerm_monitor_diagnostic_setting" "eventhub" {
+  name                       = "to-log-analytics"
+  target_resource_id         = azurerm_eventhub_namespace.this.id
+  log_analytics_workspace_id = azurerm_log_analytics_workspace.this.id
+  enabled_log {
+    category_group = "allLogs"
+  }
+  enabled_metric {
+    category = "AllMetrics"
+  }
+}
