@@ -1,19 +1,24 @@
 /**
  * The agent runner: sources emit readings into memory; every flushIntervalMs (or earlier when
  * flushMaxReadings are pending) they are scored, given their seq and committed to the outbox in
- * one transaction together with the seq counter; then the uplink is kicked.
+ * one transaction together with the seq counter; then the uplink is kicked. Each source runs under
+ * a SourceSupervisor (restart with backoff, health); the runner owns memory bounds, outbox expiry,
+ * metrics and the admin endpoints.
  */
 import { join } from 'node:path';
 import { AdminHttpServer, type AdminHttpConfig } from '../common/admin-http.js';
 import { EdgetwinError, ErrorCodes, errorMessage, isEdgetwinError } from '../common/errors.js';
 import { createLogger, type Logger } from '../common/log.js';
-import { counter, createRegistry, type Registry } from '../common/metrics.js';
+import { Gauge, counter, createRegistry, type Registry } from '../common/metrics.js';
 import { LANE_NORMAL, LANE_PRIORITY, SqliteOutbox, type OutboxItem } from '../common/outbox.js';
 import { encodeReading, type Reading } from '../common/record.js';
 import type { AgentConfig } from './config.js';
 import { bootIdentity, type Identity } from './identity.js';
 import { MqttUplink } from './mqtt-uplink.js';
-import { SimulatorSource } from './sources/simulator.js';
+import { SourceSupervisor, type SourceHost, type SourceStatus } from './source-supervisor.js';
+import { sourcesFromConfig } from './sources/from-config.js';
+import { HttpReadingsSource } from './sources/http-readings.js';
+import { AgentTwin } from './twin/agent-twin.js';
 import type { Scorer, Source, SourceReading } from './types.js';
 
 export interface AgentDeps {
@@ -22,7 +27,19 @@ export interface AgentDeps {
   /** Replaces the sources built from config (tests, benchmarks, embedding). */
   sources?: Source[];
   scorer?: Scorer;
+  /** Replaces cfg.admin. */
   admin?: AdminHttpConfig;
+}
+
+export interface AgentHealth {
+  ok: boolean;
+  connected: boolean;
+  epoch: number;
+  outbox: { rows: number; bytes: number };
+  sources: Record<string, SourceStatus>;
+  /** Sources waiting for a restart, with their last error. */
+  sourceErrors: Record<string, string>;
+  [k: string]: unknown;
 }
 
 export class Agent {
@@ -31,16 +48,23 @@ export class Agent {
   readonly outbox: SqliteOutbox;
   readonly uplink: MqttUplink;
   readonly identity: Identity;
-  private readonly sources: Source[];
-  private readonly abort = new AbortController();
-  private pending: SourceReading[] = [];
-  private flushTimer: NodeJS.Timeout | undefined;
-  private readonly sourceErrors = new Map<string, string>();
-  private readonly admin: AdminHttpServer | undefined;
-  private readonly mProduced;
-  private readonly mSourceErrors;
+  readonly supervisors: SourceSupervisor[];
+  /** Device twin: desired properties applied live, reported properties (agent/twin/); undefined when twin.enabled is false. */
+  readonly twin: AgentTwin | undefined;
+  private readonly running = new Set<SourceSupervisor>();
+  private readonly disabled = new Set<string>();
+  private started = false;
+  private stopping = false;
   private stopped = false;
+  private pending: SourceReading[] = [];
+  private roomWaiters: (() => void)[] = [];
+  private flushTimer: NodeJS.Timeout | undefined;
+  private lastExpire = Date.now();
   private flushChain: Promise<unknown> = Promise.resolve();
+  private readonly admin: AdminHttpServer;
+  private readonly rejectLog = new Map<string, { windowStart: number; logged: number; suppressed: number }>();
+  private readonly m;
+  adminPort: number | undefined;
 
   constructor(readonly cfg: AgentConfig, private readonly deps: AgentDeps = {}) {
     this.log = deps.log ?? createLogger(`agent:${cfg.deviceId}`, cfg.log);
@@ -49,6 +73,8 @@ export class Agent {
       {
         path: cfg.outbox.path ?? join(cfg.stateDir, 'outbox.db'),
         maxBytes: cfg.outbox.maxBytes,
+        maxFileBytes: cfg.outbox.maxBytes,
+        maxAgeMs: cfg.outbox.maxAgeMs,
         whenFull: cfg.outbox.whenFull,
         synchronous: cfg.outbox.synchronous,
       },
@@ -56,41 +82,141 @@ export class Agent {
     );
     this.identity = bootIdentity(this.outbox);
     this.uplink = new MqttUplink(cfg.uplink, { deviceId: cfg.deviceId, outbox: this.outbox, log: this.log, registry: this.registry });
-    this.sources = deps.sources ?? this.sourcesFromConfig();
-    this.mProduced = counter(this.registry, 'edgetwin_agent_readings_total', 'Readings committed to the outbox');
-    this.mSourceErrors = counter(this.registry, 'edgetwin_agent_source_errors_total', 'Source failures', ['source']);
-    if (deps.admin?.enabled) this.admin = new AdminHttpServer(deps.admin, this.registry, () => this.health());
+    const host: SourceHost = {
+      emit: (r) => this.emit(r),
+      emitDurable: (r) => this.emitDurable(r),
+      waitForRoom: () => this.waitForRoom(),
+      log: this.log,
+      onFailure: (name, err) => this.sourceFailed(name, err),
+      onReject: (name, err) => this.sourceRejected(name, err),
+    };
+    this.supervisors = (deps.sources ?? sourcesFromConfig(cfg)).map((s) => new SourceSupervisor(s, host, cfg.sources.backoff));
+    this.twin = cfg.twin.enabled ? new AgentTwin(this, cfg.twin, deps.scorer) : undefined;
+    const r = this.registry;
+    this.m = {
+      produced: counter(r, 'edgetwin_agent_readings_total', 'Readings committed to the outbox'),
+      sourceErrors: counter(r, 'edgetwin_agent_source_errors_total', 'Source failures (each is followed by a restart after backoff)', ['source']),
+      rejected: counter(r, 'edgetwin_agent_rejected_total', 'Input records refused by a source (bad line, row, request)', ['source', 'code']),
+      dropped: counter(r, 'edgetwin_agent_dropped_total', 'Readings dropped before the outbox (memory: memoryMaxReadings reached)', ['reason']),
+    };
+    const self = this;
+    new Gauge({
+      name: 'edgetwin_agent_pending_readings',
+      help: 'Readings in memory waiting for their commit',
+      registers: [r],
+      collect() {
+        this.set(self.pending.length);
+      },
+    });
+    this.admin = new AdminHttpServer(deps.admin ?? cfg.admin, this.registry, () => this.health());
   }
 
-  private sourcesFromConfig(): Source[] {
-    const out: Source[] = [];
-    if (this.cfg.sources.simulator.enabled) out.push(new SimulatorSource(this.cfg.sources.simulator, this.cfg.deviceId));
-    return out;
+  /** The sources, for the twin (names, live sampling interval). */
+  get sourceList(): readonly Source[] {
+    return this.supervisors.map((s) => s.source);
+  }
+
+  /** Port of the local readings endpoint, when that source runs. */
+  get httpPort(): number | undefined {
+    const s = this.supervisors.find((x) => x.source instanceof HttpReadingsSource)?.source as HttpReadingsSource | undefined;
+    return s?.port || undefined;
   }
 
   async start(): Promise<void> {
-    this.log.info({ deviceId: this.cfg.deviceId, epoch: this.identity.epoch, backlog: this.outbox.depth() }, 'agent starting');
-    await this.admin?.start();
+    this.log.info(
+      { deviceId: this.cfg.deviceId, epoch: this.identity.epoch, backlog: this.outbox.depth(), quarantinedTo: this.outbox.quarantinedTo },
+      'agent starting',
+    );
+    this.adminPort = await this.admin.start();
+    if (this.adminPort !== undefined) this.log.info({ url: `http://${(this.deps.admin ?? this.cfg.admin).host}:${this.adminPort}` }, 'admin endpoints: /metrics /healthz');
     this.uplink.start();
-    for (const s of this.sources) {
-      const ctx = {
-        emit: (readings: SourceReading[]) => this.emit(readings),
-        fail: (err: unknown) => this.sourceFailed(s.name, err),
-        signal: this.abort.signal,
-      };
-      try {
-        await s.start(ctx);
-      } catch (err) {
-        this.sourceFailed(s.name, err);
+    // The desired state kept from the last run is applied before any source starts.
+    await this.twin?.start();
+    this.started = true;
+    for (const s of this.supervisors) if (!this.disabled.has(s.name)) await this.startSource(s);
+    this.flushTimer = setInterval(() => this.tick(), this.cfg.outbox.flushIntervalMs);
+  }
+
+  private async startSource(s: SourceSupervisor): Promise<void> {
+    if (this.running.has(s)) return;
+    this.running.add(s);
+    await s.start();
+  }
+
+  /** Starts or stops a source live (desired property `sources`); before start() it decides whether the source starts. */
+  async setSourceEnabled(name: string, enabled: boolean): Promise<void> {
+    for (const s of this.supervisors) {
+      if (s.name !== name) continue;
+      if (enabled) {
+        this.disabled.delete(name);
+        if (this.started && !this.stopping) await this.startSource(s);
+      } else {
+        this.disabled.add(name);
+        if (this.running.delete(s)) await s.stop();
       }
     }
-    this.flushTimer = setInterval(() => void this.flush().catch((err) => this.flushFailed(err)), this.cfg.outbox.flushIntervalMs);
+  }
+
+  private tick(): void {
+    void this.flush().catch((err) => this.flushFailed(err));
+    const maxAge = this.cfg.outbox.maxAgeMs;
+    if (maxAge > 0 && Date.now() - this.lastExpire >= Math.min(60_000, Math.max(1000, maxAge / 10))) {
+      this.lastExpire = Date.now();
+      try {
+        this.outbox.expire();
+      } catch (err) {
+        this.flushFailed(err);
+      }
+    }
+  }
+
+  /** Whether `n` more readings fit in memory; counts and logs the drop when not. */
+  private admit(n: number): boolean {
+    if (this.pending.length + n <= this.cfg.outbox.memoryMaxReadings) return true;
+    this.m.dropped.inc({ reason: 'memory' }, n);
+    this.log.warn({ code: ErrorCodes.STORE_FULL, dropped: n, pending: this.pending.length }, 'readings dropped: memoryMaxReadings reached while the outbox is full');
+    return false;
   }
 
   emit(readings: SourceReading[]): void {
-    if (this.stopped) return;
+    if (this.stopped || readings.length === 0 || !this.admit(readings.length)) return;
     for (const r of readings) this.pending.push(r);
     if (this.pending.length >= this.cfg.outbox.flushMaxReadings) void this.flush().catch((err) => this.flushFailed(err));
+  }
+
+  /**
+   * Commits these readings in one transaction of their own, after what is pending, and resolves
+   * once they are durable. All or nothing: a full outbox (whenFull=block) refuses them whole with
+   * EDGETWIN_ERR_STORE_FULL and keeps nothing, so the caller can retry without duplicates.
+   */
+  emitDurable(readings: SourceReading[]): Promise<void> {
+    if (this.stopping) return Promise.reject(new EdgetwinError(ErrorCodes.CLOSED, 'agent is stopping'));
+    const run = this.flushChain.then(async () => {
+      await this.flushNow().catch((err) => this.flushFailed(err));
+      await this.score(readings);
+      try {
+        this.commit(readings, 0, Infinity);
+      } catch (err) {
+        if (isEdgetwinError(err, ErrorCodes.STORE_FULL)) throw err;
+        throw new EdgetwinError(ErrorCodes.STORE_CORRUPT, 'outbox write failed', { cause: err });
+      }
+      this.uplink.kick();
+    });
+    this.flushChain = run.catch(() => 0);
+    return run;
+  }
+
+  /** Resolves when fewer than flushMaxReadings are waiting in memory (at once when stopping). */
+  waitForRoom(): Promise<void> {
+    if (this.pending.length < this.cfg.outbox.flushMaxReadings || this.stopping) return Promise.resolve();
+    return new Promise((resolve) => this.roomWaiters.push(resolve));
+  }
+
+  private releaseRoom(): void {
+    if (this.pending.length >= this.cfg.outbox.flushMaxReadings && !this.stopping) return;
+    const w = this.roomWaiters;
+    this.roomWaiters = [];
+    for (const f of w) f();
   }
 
   private flushFailed(err: unknown): void {
@@ -98,14 +224,33 @@ export class Agent {
   }
 
   private sourceFailed(name: string, err: unknown): void {
-    this.sourceErrors.set(name, errorMessage(err));
-    this.mSourceErrors.inc({ source: name });
-    this.log.error({ source: name, code: isEdgetwinError(err) ? err.code : ErrorCodes.SOURCE, err: errorMessage(err) }, 'source failed');
+    this.m.sourceErrors.inc({ source: name });
+    this.log.error({ source: name, code: isEdgetwinError(err) ? err.code : ErrorCodes.SOURCE, err: errorMessage(err) }, 'source failed; restarting after backoff');
+  }
+
+  /** Logs a refused input record with its code; a flood of them logs at most 10 lines a second per source. */
+  private sourceRejected(name: string, err: EdgetwinError): void {
+    this.m.rejected.inc({ source: name, code: err.code });
+    const now = Date.now();
+    let st = this.rejectLog.get(name);
+    if (!st || now - st.windowStart >= 1000) {
+      st = { windowStart: now, logged: 0, suppressed: st?.suppressed ?? 0 };
+      this.rejectLog.set(name, st);
+    }
+    if (st.logged >= 10) {
+      st.suppressed++;
+      return;
+    }
+    st.logged++;
+    const suppressed = st.suppressed;
+    st.suppressed = 0;
+    this.log.warn({ source: name, code: err.code, ...err.details, ...(suppressed ? { suppressed } : {}) }, err.message);
   }
 
   /**
    * Commits pending readings; resolves to how many. Flushes are serialised so that seqs are
-   * handed out in commit order even when scoring is asynchronous (onnxruntime runs off-thread).
+   * handed out in commit order even when scoring is asynchronous (onnxruntime runs the model on
+   * this thread, but after a setImmediate, so other flushes could otherwise overtake it).
    */
   flush(): Promise<number> {
     const run = this.flushChain.then(() => this.flushNow());
@@ -117,61 +262,102 @@ export class Agent {
     if (this.pending.length === 0) return 0;
     const batch = this.pending;
     this.pending = [];
-    if (this.deps.scorer) {
+    await this.score(batch);
+    let done = 0;
+    let failure: unknown;
+    while (done < batch.length) {
       try {
-        await this.deps.scorer.score(batch);
+        done += this.commit(batch, done);
       } catch (err) {
-        this.log.warn({ err: errorMessage(err) }, 'scorer failed; readings stored unscored');
+        failure = err;
+        break;
       }
     }
+    if (done < batch.length) this.keepOrDrop(batch, done, failure);
+    if (done > 0) this.uplink.kick();
+    this.releaseRoom();
+    if (failure && !isEdgetwinError(failure, ErrorCodes.STORE_FULL)) throw new EdgetwinError(ErrorCodes.STORE_CORRUPT, 'outbox write failed', { cause: failure });
+    return done;
+  }
+
+  private async score(batch: SourceReading[]): Promise<void> {
+    if (!this.deps.scorer) return;
+    try {
+      await this.deps.scorer.score(batch);
+    } catch (err) {
+      this.log.warn({ err: errorMessage(err) }, 'scorer failed; readings stored unscored');
+    }
+  }
+
+  /**
+   * Commits readings from `from` on, as many as fit one transaction (the outbox's txnMaxBytes
+   * keeps its WAL inside the disk cap), with the seq counter; returns how many.
+   */
+  private commit(batch: SourceReading[], from: number, maxBytes = this.outbox.txnMaxBytes): number {
     const id = this.identity;
-    const items: OutboxItem[] = new Array(batch.length);
+    const items: OutboxItem[] = [];
     let seq = id.nextSeq;
-    for (let i = 0; i < batch.length; i++) {
+    let bytes = 0;
+    for (let i = from; i < batch.length && (items.length === 0 || bytes < maxBytes); i++) {
       const r = batch[i]! as Reading;
       r.seq = seq++;
-      items[i] = { body: encodeReading(r), grp: id.epoch, lane: r.alert ? LANE_PRIORITY : LANE_NORMAL };
+      const body = encodeReading(r);
+      bytes += body.length;
+      items.push({ body, grp: id.epoch, lane: r.alert ? LANE_PRIORITY : LANE_NORMAL });
     }
     try {
       this.outbox.transaction(() => {
         this.outbox.appendInTx(items);
         this.outbox.meta.set('seq', seq - 1);
       });
-      id.nextSeq = seq;
-      this.mProduced.inc(batch.length);
     } catch (err) {
-      // whenFull=block: keep the readings in memory and retry at the next flush.
-      if (isEdgetwinError(err, ErrorCodes.STORE_FULL)) {
-        for (const r of batch) delete (r as Partial<Reading>).seq;
-        this.pending = batch.concat(this.pending);
-        return 0;
-      }
-      throw new EdgetwinError(ErrorCodes.STORE_CORRUPT, 'outbox write failed', { cause: err });
+      for (let i = from; i < from + items.length; i++) delete (batch[i] as Partial<Reading>).seq;
+      throw err;
     }
-    this.uplink.kick();
-    return batch.length;
+    id.nextSeq = seq;
+    this.m.produced.inc(items.length);
+    return items.length;
   }
 
-  health(): { ok: boolean; connected: boolean; outbox: { rows: number; bytes: number }; sourceErrors: Record<string, string>; epoch: number } {
+  /** After a failed commit: with whenFull=block the rest waits in memory for the next flush; otherwise it is lost and said so. */
+  private keepOrDrop(batch: SourceReading[], done: number, failure: unknown): void {
+    const rest = batch.slice(done);
+    if (isEdgetwinError(failure, ErrorCodes.STORE_FULL) && this.cfg.outbox.whenFull === 'block' && !this.stopping) {
+      this.pending = rest.concat(this.pending);
+      return;
+    }
+    if (isEdgetwinError(failure, ErrorCodes.STORE_FULL)) {
+      this.m.dropped.inc({ reason: 'full' }, rest.length);
+      this.log.warn({ code: ErrorCodes.STORE_FULL, dropped: rest.length }, 'readings dropped: one commit is larger than the outbox cap');
+    }
+  }
+
+  health(): AgentHealth {
+    const sources = Object.fromEntries(this.supervisors.map((s) => [s.name, s.snapshot()]));
+    const sourceErrors = Object.fromEntries(this.supervisors.filter((s) => !s.healthy).map((s) => [s.name, s.snapshot().lastError ?? 'failed']));
     return {
-      ok: this.sourceErrors.size === 0,
+      ok: this.supervisors.every((s) => s.healthy),
       connected: this.uplink.connected,
-      outbox: this.outbox.depth(),
-      sourceErrors: Object.fromEntries(this.sourceErrors),
       epoch: this.identity.epoch,
+      outbox: this.outbox.depth(),
+      sources,
+      sourceErrors,
     };
   }
 
   /** Stops sources, commits what is pending, gives in-flight batches a moment, closes the outbox. */
   async stop(timeoutMs = 5000): Promise<void> {
-    if (this.stopped) return;
-    this.abort.abort();
-    for (const s of this.sources) await s.stop();
+    if (this.stopping) return;
+    this.stopping = true;
+    this.releaseRoom();
+    for (const s of this.supervisors) await s.stop();
+    this.running.clear();
     if (this.flushTimer) clearInterval(this.flushTimer);
     await this.flush().catch((err) => this.flushFailed(err));
     this.stopped = true;
+    await this.twin?.stop();
     await this.uplink.stop(timeoutMs);
-    await this.admin?.stop();
+    await this.admin.stop();
     await this.deps.scorer?.close();
     this.outbox.close();
     this.log.info({ deviceId: this.cfg.deviceId }, 'agent stopped');

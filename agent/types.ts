@@ -3,6 +3,8 @@
  * readings, a Scorer annotates them, and the Agent runner owns batching into the outbox and the
  * uplink. A Source or Scorer never touches storage or the network to the collector.
  */
+import type { EdgetwinError } from '../common/errors.js';
+import type { Logger } from '../common/log.js';
 import type { Reading } from '../common/record.js';
 
 /** A reading before the agent gives it its identity (seq). */
@@ -11,9 +13,25 @@ export type SourceReading = Omit<Reading, 'seq'>;
 export interface SourceContext {
   /** Hands readings to the agent; they are durable once the next outbox flush commits. */
   emit(readings: SourceReading[]): void;
-  /** Reports a source failure; the agent logs, counts and shows it in health. */
+  /**
+   * Like emit, but commits the readings at once in one transaction of their own and resolves when
+   * they are durable; all or nothing (rejects with EDGETWIN_ERR_STORE_FULL when the outbox is full
+   * and whenFull=block): for sources that acknowledge to someone else (HTTP ingest).
+   */
+  emitDurable(readings: SourceReading[]): Promise<void>;
+  /**
+   * Reports a source failure: the agent logs and counts it, shows it in health, stops the source
+   * and starts it again after a backoff. Other sources carry on.
+   */
   fail(err: unknown): void;
-  /** Aborted when the agent stops. */
+  /** One bad input record (a line, a request): logged with its code and counted; the source carries on. */
+  reject(err: EdgetwinError): void;
+  /** The source has ended on its own (file replayed, stdin closed): it is not restarted. */
+  finished(): void;
+  /** Resolves when the agent has room for more readings (replay and stdin wait on it instead of piling up memory). */
+  waitForRoom(): Promise<void>;
+  log: Logger;
+  /** Aborted when the source is stopped (agent shutdown, restart after a failure). */
   signal: AbortSignal;
 }
 
@@ -21,6 +39,11 @@ export interface Source {
   readonly name: string;
   start(ctx: SourceContext): Promise<void> | void;
   stop(): Promise<void> | void;
+  /**
+   * For sources that sample on an interval: applies a new one live (desired `samplingIntervalMs`);
+   * undefined restores the configured interval. Returns the interval now in effect.
+   */
+  setIntervalMs?(ms: number | undefined): number;
 }
 
 export interface Scorer {

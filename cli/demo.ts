@@ -7,6 +7,7 @@ import { fork, type ChildProcess } from 'node:child_process';
 import { mkdirSync, openSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { demoTokens } from './demo-tokens.js';
 
 export interface DemoOptions {
   cloudPort: number;
@@ -18,7 +19,7 @@ export interface DemoOptions {
   out?: (line: string) => void;
 }
 
-interface Child {
+export interface Child {
   name: string;
   proc: ChildProcess;
   log: string;
@@ -34,10 +35,10 @@ function tail(file: string, lines = 15): string {
   }
 }
 
-function spawnDaemon(name: string, command: string, configFile: string, logDir: string): Promise<{ child: Child; info: Record<string, unknown> }> {
+export function spawnDaemon(name: string, command: string, configFile: string, logDir: string, env?: NodeJS.ProcessEnv): Promise<{ child: Child; info: Record<string, unknown> }> {
   const log = join(logDir, `${name}.log`);
   const fd = openSync(log, 'a');
-  const proc = fork(cliPath, [command, '--config', configFile], { stdio: ['ignore', fd, fd, 'ipc'] });
+  const proc = fork(cliPath, [command, '--config', configFile], { stdio: ['ignore', fd, fd, 'ipc'], ...(env ? { env: { ...process.env, ...env } } : {}) });
   const child: Child = { name, proc, log };
   return new Promise((resolve, reject) => {
     const timer = setTimeout(() => reject(new Error(`${name} did not become ready in 30 s; see ${log}\n${tail(log)}`)), 30_000);
@@ -90,7 +91,9 @@ export async function runDemo(opts: DemoOptions): Promise<void> {
   process.on('SIGTERM', onSignal);
 
   try {
-    const cloudCfg = write('cloud', { stateDir: join(home, 'cloud'), http: { host: '127.0.0.1', port: opts.cloudPort } });
+    // Reads are open to anonymous callers (curl works as is); writes and ingest need the tokens.
+    const tokens = demoTokens(home, 'demo-site');
+    const cloudCfg = write('cloud', { stateDir: join(home, 'cloud'), http: { host: '127.0.0.1', port: opts.cloudPort }, auth: { anonymousRole: 'viewer' } });
     const cloud = await spawnDaemon('cloud', 'cloud', cloudCfg, logDir);
     children.push(cloud.child);
     const cloudUrl = String(cloud.info['url']);
@@ -102,7 +105,7 @@ export async function runDemo(opts: DemoOptions): Promise<void> {
       sinks: { http: { url: cloudUrl } },
       admin: { enabled: true, host: '127.0.0.1', port: 0 },
     });
-    const collector = await spawnDaemon('collector', 'collector', collectorCfg, logDir);
+    const collector = await spawnDaemon('collector', 'collector', collectorCfg, logDir, { EDGETWIN_CLOUD_TOKEN: tokens.collector });
     children.push(collector.child);
     const mqttUrl = `mqtt://127.0.0.1:${String(collector.info['mqttPort'])}`;
 
@@ -114,18 +117,31 @@ export async function runDemo(opts: DemoOptions): Promise<void> {
       }),
     );
     for (const a of agents) children.push(a.child);
+    // `edgetwin status` with no arguments reads this to find the demo's daemons.
+    const targets = [
+      { name: 'cloud', url: cloudUrl },
+      { name: 'collector', url: `http://127.0.0.1:${String(collector.info['adminPort'])}` },
+      ...agents.filter((a) => a.info['adminPort']).map((a) => ({ name: `agent ${String(a.info['deviceId'])}`, url: `http://127.0.0.1:${String(a.info['adminPort'])}` })),
+    ];
+    writeFileSync(join(home, 'status.json'), `${JSON.stringify({ targets }, null, 2)}\n`);
 
     out('');
     out('edgetwin demo is running on 127.0.0.1');
     out(`  twin API        ${cloudUrl}/v1/twins`);
     out(`  one twin        ${cloudUrl}/v1/twins/sim-1`);
-    out(`  cloud metrics   ${cloudUrl}/metrics`);
+    out(`  cloud metrics   ${cloudUrl}/metrics   API: ${cloudUrl}/openapi.json`);
+    out(`  admin token     ${tokens.admin}  (also in ${join(home, 'tokens.json')}; reads need none)`);
     out(`  collector MQTT  ${mqttUrl}`);
     out(`  collector ops   http://127.0.0.1:${String(collector.info['adminPort'])}/metrics  /healthz`);
     out(`  agents          ${agents.map((a) => String(a.info['deviceId'])).join(', ')} (simulated, one reading per metric per second)`);
+    out(`  dashboard       ${cloudUrl}/dashboard/#token=${tokens.admin}`);
+    out(`  status          node dist/cli/edgetwin.js status   (every daemon on one screen)`);
     out(`  logs            ${logDir}`);
     out('');
     out(`Try: curl -s ${cloudUrl}/v1/twins`);
+    out(`     curl -s "${cloudUrl}/v1/twins/sim-1/telemetry?metric=temperature&bucket=1m"`);
+    out(`     curl -s -X PATCH -H 'authorization: Bearer ${tokens.admin}' -H 'if-match: *' \\`);
+    out(`          -H 'content-type: application/json' -d '{"samplingIntervalMs":2000}' ${cloudUrl}/v1/twins/sim-1/desired`);
     out('Ctrl-C stops everything; state is kept, so a second start resumes.');
 
     // A child that dies on its own takes the demo down rather than leaving it half-alive.

@@ -3,17 +3,24 @@
  * edgetwin — one CLI for every deployable: `agent`, `collector`, `cloud`, and `demo`.
  */
 import { parseArgs } from 'node:util';
-import { Agent } from '../agent/agent.js';
 import { loadAgentConfig } from '../agent/config.js';
+import { createAgent } from '../agent/models/create-agent.js';
 import { Cloud } from '../cloud/cloud.js';
 import { loadCloudConfig } from '../cloud/config.js';
 import { Collector } from '../collector/collector.js';
 import { loadCollectorConfig } from '../collector/config.js';
 import { EdgetwinError, ErrorCodes, errorMessage, isEdgetwinError } from '../common/errors.js';
+import { BACKUP_HELP, runBackupCommand } from './backup.js';
+import { runCloudAdmin } from './cloud-admin.js';
+import { runCollectorDevices } from './collector-devices.js';
 import { runDaemon } from './daemon.js';
 import { runDemo } from './demo.js';
+import { runStatus, STATUS_HELP } from './status.js';
 
 const HELP: Record<string, string> = {
+  backup: BACKUP_HELP,
+  status: STATUS_HELP,
+  restore: BACKUP_HELP,
   main: `edgetwin — edge-to-cloud IoT: field agent, site collector, cloud twin API
 
 Usage: edgetwin <command> [options]
@@ -23,6 +30,9 @@ Commands:
   collector   run the site collector (MQTT broker → SQLite spool → cloud)
   cloud       run the cloud ingest and twin API
   demo        run a cloud, a collector and three simulated agents on loopback
+  backup      back up a daemon's state directory while it runs
+  restore     restore (or --verify) a backup into a stopped daemon's state directory
+  status      one-screen health of running daemons (the demo's by default)
 
 Run 'edgetwin <command> --help' for a command's options.
 Environment: EDGETWIN_HOME (state directory, default ./var), EDGETWIN_LOG_LEVEL (default info).`,
@@ -33,23 +43,31 @@ Options:
   --help          show this help
 
 Environment overrides: EDGETWIN_DEVICE_ID, EDGETWIN_AGENT_STATE_DIR, EDGETWIN_UPLINK_URL,
-EDGETWIN_UPLINK_USERNAME, EDGETWIN_UPLINK_PASSWORD (secrets belong here, not in files).`,
+EDGETWIN_UPLINK_USERNAME, EDGETWIN_UPLINK_PASSWORD, EDGETWIN_UPLINK_SAS_KEY (base64 device key for
+SAS tokens), EDGETWIN_UPLINK_SAS_KEY_FILE (secrets belong here or in mode-600 files, not in configs).
+
+Sources (sources.* in the config): simulator, csvReplay, jsonLines (stdin), modbusTcp, http
+(POST /v1/readings on 127.0.0.1). /metrics and /healthz: admin.host:admin.port.`,
   collector: `Usage: edgetwin collector [--config FILE]
+       edgetwin collector devices <add|list|revoke|token> ...   (run 'edgetwin collector devices --help')
 
 Options:
   --config FILE   collector config, JSON or YAML (see docs/configuration.md)
   --help          show this help
 
 Environment overrides: EDGETWIN_SITE_ID, EDGETWIN_COLLECTOR_STATE_DIR, EDGETWIN_CLOUD_URL,
-EDGETWIN_CLOUD_TOKEN (the site's ingest token).`,
+EDGETWIN_CLOUD_TOKEN (the site's ingest token), EDGETWIN_COLLECTOR_AUTH_MODE (registry | open),
+EDGETWIN_EVENTHUBS_CONNECTION_STRING, EDGETWIN_EVENTHUBS_NAMESPACE, EDGETWIN_EVENTHUBS_NAME.`,
   cloud: `Usage: edgetwin cloud [--config FILE]
+       edgetwin cloud <tokens|compact|retention> ...   (run 'edgetwin cloud tokens --help')
 
 Options:
   --config FILE   cloud config, JSON or YAML (see docs/configuration.md)
   --help          show this help
 
 Environment overrides: EDGETWIN_CLOUD_STATE_DIR, EDGETWIN_CLOUD_PORT,
-EDGETWIN_INGEST_TOKENS (comma-separated collector tokens).`,
+EDGETWIN_INGEST_TOKENS (comma-separated collector tokens), EDGETWIN_LAKEHOUSE_ROOT,
+EDGETWIN_EVENTHUBS_CONNECTION_STRING, EDGETWIN_CHECKPOINT_BLOB_CONNECTION_STRING.`,
   demo: `Usage: edgetwin demo [options]
 
 Starts, on 127.0.0.1, one cloud twin API, one site collector and three simulated agents, each as
@@ -73,6 +91,13 @@ async function main(argv: string[]): Promise<void> {
     return;
   }
   if (!(command in HELP) || command === 'main') usage(`unknown command "${command}"; run 'edgetwin --help'`);
+  if (command === 'status') {
+    process.exitCode = await runStatus(rest, (l) => process.stdout.write(`${l}\n`));
+    return;
+  }
+  if (command === 'backup' || command === 'restore') return runBackupCommand(command, rest, (l) => process.stdout.write(`${l}\n`));
+  if (command === 'collector' && rest[0] === 'devices') return runCollectorDevices(rest.slice(1));
+  if (command === 'cloud' && ['tokens', 'compact', 'retention'].includes(rest[0] ?? '')) return runCloudAdmin(rest);
   const { values } = parseArgs({
     args: rest,
     strict: true,
@@ -91,14 +116,14 @@ async function main(argv: string[]): Promise<void> {
   switch (command) {
     case 'agent': {
       const cfg = loadAgentConfig(values.config);
-      const agent = new Agent(cfg);
-      await runDaemon('agent', agent, () => ({ deviceId: cfg.deviceId, epoch: agent.identity.epoch }));
+      const agent = await createAgent(cfg);
+      await runDaemon('agent', agent, () => ({ deviceId: cfg.deviceId, epoch: agent.identity.epoch, adminPort: agent.adminPort, httpPort: agent.httpPort }));
       return;
     }
     case 'collector': {
       const cfg = loadCollectorConfig(values.config);
       const collector = new Collector(cfg);
-      await runDaemon('collector', collector, () => ({ mqttPort: collector.mqttPort, adminPort: collector.adminPort }));
+      await runDaemon('collector', collector, () => ({ mqttPort: collector.mqttPort, ports: collector.ports, adminPort: collector.adminPort }));
       return;
     }
     case 'cloud': {

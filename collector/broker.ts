@@ -4,14 +4,20 @@
  * write happens (with group commit). Payloads are validated against the wire schema first; a bad
  * one is acknowledged (so the device does not resend it forever), counted and not stored.
  */
-import { createServer, type AddressInfo, type Server, type Socket } from 'node:net';
+import type { Writable } from 'node:stream';
+import type { TLSSocket } from 'node:tls';
 import { Aedes, type AuthenticateError, type Client, type PublishPacket } from 'aedes';
 import { EdgetwinError, ErrorCodes, errorMessage, isEdgetwinError } from '../common/errors.js';
 import type { Logger } from '../common/log.js';
 import { counter, gauge, type Registry } from '../common/metrics.js';
-import { decodeBatch, topics } from '../common/record.js';
-import type { DeviceAuthenticator } from './auth.js';
+import { modelTopics } from '../common/model-protocol.js';
+import { DEVICE_ID_PATTERN, topics } from '../common/record.js';
+import { deviceFromUsername, type AuthContext, type DeviceAuthenticator } from './auth.js';
 import type { MqttListenerConfig } from './config.js';
+import type { DeviceSequencer } from './device-seq.js';
+import { parseDeviceMessage, propertyBag } from './iothub-telemetry.js';
+import { MqttListeners, type ListenerPorts } from './listeners.js';
+import { TokenBuckets } from './rate-limit.js';
 import type { SpoolWriter } from './spool-writer.js';
 
 /**
@@ -23,6 +29,8 @@ export interface TwinHandler {
   onPublish(device: string, client: Client, packet: PublishPacket, done: (err?: Error | null) => void): void;
   /** A device subscribed to one of the twin topics (e.g. to push desired changes made while it was away). */
   onSubscribe?(device: string, client: Client, topic: string): void;
+  /** True for the handler's own replies: the only `$iothub/` packets the broker may forward to a client. */
+  isDirect?(packet: PublishPacket): boolean;
 }
 
 /** Topics a device may subscribe to besides its own `devices/{id}/…` tree. */
@@ -31,22 +39,49 @@ const TWIN_SUBSCRIPTIONS = new Set([topics.twinResponses, topics.twinDesiredPatc
 export interface MqttBrokerDeps {
   auth: DeviceAuthenticator;
   twin?: TwinHandler;
+  /** Serves rolled-out models to devices (`$edgetwin/models/…`, collector/models/mqtt-models.ts). */
+  models?: TwinHandler;
   spoolWriter: SpoolWriter;
   log: Logger;
   registry: Registry;
+  /** Gives collector-built readings (IoT Hub SDK metric maps) their seq; without it such messages are refused. */
+  sequencer?: DeviceSequencer;
+  /** How often to drop revoked devices and expired SAS tokens (default 500 ms). */
+  revocationPollMs?: number;
 }
 
 const DEVICE = Symbol('edgetwin.device');
-type DeviceClient = Client & { [DEVICE]?: string };
+const EMPTY_ID = Symbol('edgetwin.emptyClientId');
+const EXPIRES = Symbol('edgetwin.expiresAtMs');
+type DeviceClient = Client & { [DEVICE]?: string; [EMPTY_ID]?: boolean; [EXPIRES]?: number };
+const deviceIdRe = new RegExp(DEVICE_ID_PATTERN);
+/** Telemetry publishes already in the spool: aedes routes them to no one (see start()). */
+const SPOOLED = new WeakSet<PublishPacket>();
+
+/** CONNACK return codes (MQTT 3.1.1, 3.2.2.3). */
+const IDENTIFIER_REJECTED = 2;
+const SERVER_UNAVAILABLE = 3;
+const BAD_USERNAME_OR_PASSWORD = 4;
+const NOT_AUTHORIZED = 5;
 
 export class MqttBroker {
   private aedes: Aedes | undefined;
-  private server: Server | undefined;
-  private readonly sockets = new Set<Socket>();
+  private listeners: MqttListeners | undefined;
+  private readonly devices = new Map<string, DeviceClient>();
+  private readonly buckets: TokenBuckets;
+  private enforceTimer: NodeJS.Timeout | undefined;
+  private lastGeneration = 0;
   private readonly mRejected;
   private readonly mAccepted;
   private readonly mClients;
   private readonly mAuthFailures;
+  private readonly mConnErrors;
+  private readonly mDropped;
+  private readonly mDelayed;
+  private readonly mSkippedFields;
+  ports: ListenerPorts = {};
+  /** Sockets corked while one group commit's PUBACKs are written: one writev each, not one write per PUBACK. */
+  private readonly corked = new Set<Writable>();
 
   constructor(private readonly cfg: MqttListenerConfig, private readonly deps: MqttBrokerDeps) {
     const r = deps.registry;
@@ -54,41 +89,76 @@ export class MqttBroker {
     this.mAccepted = counter(r, 'edgetwin_broker_accepted_readings_total', 'Readings spooled and acknowledged');
     this.mClients = gauge(r, 'edgetwin_broker_clients', 'Connected MQTT clients');
     this.mAuthFailures = counter(r, 'edgetwin_broker_auth_failures_total', 'Refused connections', ['reason']);
+    this.mConnErrors = counter(r, 'edgetwin_broker_connection_errors_total', 'Connections closed on an error: garbage bytes, bad packets, no CONNECT in time, resets', ['phase']);
+    this.mDropped = counter(r, 'edgetwin_broker_disconnects_total', 'Connected devices the collector dropped', ['reason']);
+    this.mDelayed = counter(r, 'edgetwin_broker_rate_limited_total', 'Publishes over the per-device rate (delayed or refused)', ['action']);
+    this.mSkippedFields = counter(r, 'edgetwin_broker_skipped_fields_total', 'Non-numeric fields of IoT Hub SDK metric maps, not stored');
+    this.buckets = new TokenBuckets(cfg.rateLimit.messagesPerS, cfg.rateLimit.burst);
   }
 
   async start(): Promise<number> {
     const aedes = await Aedes.createBroker({
+      // Remember an empty client id before aedes invents one, so authenticate can refuse it.
+      preConnect: (client, packet, done) => {
+        (client as DeviceClient)[EMPTY_ID] = !packet.clientId;
+        done(null, true);
+      },
       authenticate: (client, username, password, done) => this.authenticate(client as DeviceClient, username, password, done),
       authorizePublish: (client, packet, done) => this.authorizePublish(client as DeviceClient | null, packet, done),
+      // Nothing a device publishes under $iothub/ is ever routed to other clients: only the twin handler's direct replies pass.
+      authorizeForward: (_client, packet) => (!packet.topic.startsWith('$iothub/') || this.deps.twin?.isDirect?.(packet) ? packet : null),
       authorizeSubscribe: (client, sub, done) => {
         const device = (client as DeviceClient)[DEVICE];
         if (device && sub.topic.startsWith(`devices/${device}/`)) return done(null, sub);
+        if (device && this.deps.models && sub.topic === modelTopics.responses) return done(null, sub);
         if (device && this.deps.twin && TWIN_SUBSCRIPTIONS.has(sub.topic)) {
           done(null, sub);
           this.deps.twin.onSubscribe?.(device, client, sub.topic);
           return;
         }
+        // SUBACK 0x80 for this filter; the connection and its other subscriptions stay.
         this.mRejected.inc({ code: ErrorCodes.FORBIDDEN });
-        done(new EdgetwinError(ErrorCodes.FORBIDDEN, `subscription outside the device's topics: ${sub.topic}`), null);
+        this.deps.log.warn({ clientId: client.id, topic: sub.topic, code: ErrorCodes.FORBIDDEN }, 'subscription outside the device topics refused');
+        done(null, null);
       },
     });
+    // Device-to-cloud telemetry ends in the spool, as in IoT Hub: it is never routed back to MQTT
+    // subscribers. Skipping aedes' routing (topic matching, per-packet copies) for it is most of
+    // the broker's cost per message once the spool write is done.
+    const route = aedes.publish.bind(aedes) as unknown as (packet: PublishPacket, client: Client | null, done?: (err?: Error) => void) => void;
+    (aedes as unknown as { publish: typeof route }).publish = (packet, client, done) => {
+      if (typeof client === 'function') return route(packet, null, client);
+      if (SPOOLED.has(packet)) return done?.();
+      route(packet, client, done);
+    };
     this.aedes = aedes;
-    aedes.on('client', () => this.mClients.set(aedes.connectedClients));
-    aedes.on('clientDisconnect', () => this.mClients.set(aedes.connectedClients));
-    aedes.on('clientError', (client, err) => this.deps.log.debug({ clientId: client.id, err: err.message }, 'client error'));
-    aedes.on('connectionError', (client, err) => this.deps.log.debug({ clientId: client?.id, err: err.message }, 'connection error'));
+    aedes.on('client', (c: DeviceClient) => {
+      if (c[DEVICE]) this.devices.set(c[DEVICE], c);
+      this.mClients.set(aedes.connectedClients);
+    });
+    aedes.on('clientDisconnect', (c: DeviceClient) => {
+      if (c[DEVICE] && this.devices.get(c[DEVICE]) === c) this.devices.delete(c[DEVICE]);
+      this.mClients.set(aedes.connectedClients);
+    });
+    aedes.on('clientError', (client, err) => {
+      this.mConnErrors.inc({ phase: 'connected' });
+      this.deps.log.debug({ clientId: client.id, err: err.message }, 'client error');
+    });
+    // Garbage on the socket, a malformed CONNECT, no CONNECT in time: closed before any device exists.
+    aedes.on('connectionError', (client, err) => {
+      this.mConnErrors.inc({ phase: 'connecting' });
+      this.deps.log.debug({ clientId: client?.id, err: err.message }, 'connection error');
+    });
 
-    const server = createServer((socket) => {
-      this.sockets.add(socket);
-      socket.on('close', () => this.sockets.delete(socket));
-      aedes.handle(socket);
-    });
-    this.server = server;
-    await new Promise<void>((resolve, reject) => {
-      server.once('error', reject);
-      server.listen(this.cfg.port, this.cfg.host, () => resolve());
-    });
-    return (server.address() as AddressInfo).port;
+    // A PUBLISH may carry a topic of up to 64 KiB besides its payload; anything longer is hostile.
+    const maxPacket = this.cfg.maxPayloadBytes + 70 * 1024;
+    this.listeners = new MqttListeners(this.cfg, (stream, req) => capPacketSize(aedes.handle(stream, req), maxPacket), this.deps.log, () =>
+      this.mConnErrors.inc({ phase: 'tls' }),
+    );
+    this.ports = await this.listeners.start();
+    this.enforceTimer = setInterval(() => this.enforce(), this.deps.revocationPollMs ?? 500);
+    this.enforceTimer.unref();
+    return this.ports.mqtt ?? this.ports.mqtts ?? this.ports.ws ?? 0;
   }
 
   private authenticate(
@@ -97,41 +167,100 @@ export class MqttBroker {
     password: Buffer | undefined,
     done: (err: AuthenticateError | null, ok: boolean | null) => void,
   ): void {
+    const refuse = (returnCode: number, reason: string, detail: string): void => {
+      this.mAuthFailures.inc({ reason });
+      this.deps.log.warn({ clientId: client.id, reason, err: detail }, 'connection refused');
+      const err = new Error(detail) as AuthenticateError;
+      err.returnCode = returnCode as AuthenticateError['returnCode'];
+      done(err, null);
+    };
+    // MQTT-3.1.3-8: a zero-byte client id with CleanSession=0 must get CONNACK 2. Devices here are
+    // named by their client id, so an empty one is refused with a clean session too.
+    if (client[EMPTY_ID]) return refuse(IDENTIFIER_REJECTED, 'client_id', `empty client id (clean=${client.clean})`);
+    const named = deviceFromUsername(username);
+    if (!deviceIdRe.test(client.id) || (named !== undefined && named !== client.id)) {
+      return refuse(IDENTIFIER_REJECTED, 'client_id', 'client id must be a valid device id and equal the device named in the username');
+    }
+    if (this.devices.size >= this.cfg.maxConnections && !this.devices.has(client.id)) {
+      return refuse(SERVER_UNAVAILABLE, 'max_connections', `already ${this.devices.size} clients (mqtt.maxConnections)`);
+    }
     Promise.resolve()
-      .then(() => this.deps.auth.authenticate(client.id, username, password))
+      .then(() => this.deps.auth.authenticate(client.id, username, password, this.authContext(client)))
       .then(
-        (device) => {
-          if (!device) {
-            this.mAuthFailures.inc({ reason: 'refused' });
-            const err = new Error('not authorized') as AuthenticateError;
-            err.returnCode = 5;
-            return done(err, null);
-          }
-          client[DEVICE] = device;
+        (res) => {
+          const who = typeof res === 'string' ? { device: res } : res;
+          if (!who) return refuse(NOT_AUTHORIZED, 'refused', 'not authorized');
+          client[DEVICE] = who.device;
+          if (who.expiresAtMs !== undefined) client[EXPIRES] = who.expiresAtMs;
           done(null, true);
         },
         (err: unknown) => {
-          this.mAuthFailures.inc({ reason: 'error' });
-          this.deps.log.warn({ clientId: client.id, err: errorMessage(err) }, 'authentication error');
-          const e = new Error('server unavailable') as AuthenticateError;
-          e.returnCode = 3;
-          done(e, null);
+          if (isEdgetwinError(err, ErrorCodes.UNAUTHORIZED)) {
+            const reason = String(err.details?.['reason'] ?? 'refused');
+            const code = reason === 'unknown_device' || reason === 'revoked' ? NOT_AUTHORIZED : BAD_USERNAME_OR_PASSWORD;
+            return refuse(code, reason, err.message);
+          }
+          refuse(SERVER_UNAVAILABLE, 'error', errorMessage(err));
         },
       );
+  }
+
+  private authContext(client: Client): AuthContext {
+    const sock = (client.req?.socket ?? client.conn) as Partial<TLSSocket>;
+    if (typeof sock.getPeerCertificate !== 'function') return {};
+    const cn = sock.getPeerCertificate().subject?.CN;
+    return { tls: { authorized: sock.authorized === true, cn: Array.isArray(cn) ? cn[0] : cn } };
+  }
+
+  /** Drops devices that were revoked, or whose SAS token expired, while connected. */
+  private enforce(): void {
+    const auth = this.deps.auth;
+    const generation = auth.generation?.() ?? 0;
+    const recheck = generation !== this.lastGeneration;
+    this.lastGeneration = generation;
+    const now = Date.now();
+    for (const [device, c] of this.devices) {
+      let reason: string | undefined;
+      if (recheck && auth.stillAllowed && !auth.stillAllowed(device)) reason = 'revoked';
+      else if (c[EXPIRES] !== undefined && c[EXPIRES] <= now) reason = 'token_expired';
+      if (!reason) continue;
+      this.mDropped.inc({ reason });
+      this.deps.log.warn({ device, reason }, 'disconnecting device');
+      this.devices.delete(device);
+      c.close();
+    }
   }
 
   private authorizePublish(client: DeviceClient | null, packet: PublishPacket, done: (err?: Error | null) => void): void {
     const device = client?.[DEVICE];
     // Broker-internal publishes ($SYS heartbeats, wills of vanished clients) are not device data.
     if (!client) return done(packet.topic.startsWith('$SYS/') ? null : new Error('no client'));
-    if (device && this.deps.twin && packet.topic.startsWith(topics.twinPrefix)) {
-      return this.deps.twin.onPublish(device, client, packet, done);
-    }
-    if (!device || !packet.topic.startsWith(topics.telemetryPrefix(device))) {
+    const twin = device && this.deps.twin && packet.topic.startsWith(topics.twinPrefix) ? this.deps.twin : device && packet.topic.startsWith(modelTopics.prefix) ? this.deps.models : undefined;
+    if (!device || (!twin && !packet.topic.startsWith(topics.telemetryPrefix(device)))) {
+      // MQTT 3.1.1 has no negative PUBACK: the connection is closed and nothing acknowledged.
       this.mRejected.inc({ code: ErrorCodes.FORBIDDEN });
       this.deps.log.warn({ clientId: client.id, topic: packet.topic, code: ErrorCodes.FORBIDDEN }, 'publish outside the device topic refused');
       return done(new EdgetwinError(ErrorCodes.FORBIDDEN, 'topic not allowed'));
     }
+    const next = twin ? () => twin.onPublish(device, client, packet, done) : () => this.spoolTelemetry(client, device, packet, done);
+    if (!this.buckets.enabled) return next();
+    if (this.cfg.rateLimit.onExceed === 'disconnect') {
+      if (this.buckets.tryTake(device)) return next();
+      this.mDelayed.inc({ action: 'disconnect' });
+      this.mRejected.inc({ code: ErrorCodes.RATE_LIMITED });
+      this.mDropped.inc({ reason: 'rate_limit' });
+      this.deps.log.warn({ device, code: ErrorCodes.RATE_LIMITED }, 'publish rate over mqtt.rateLimit: disconnecting, unacknowledged');
+      return done(new EdgetwinError(ErrorCodes.RATE_LIMITED, 'publish rate limit exceeded'));
+    }
+    const waitMs = this.buckets.takeOrWait(device);
+    if (waitMs === 0) return next();
+    this.mDelayed.inc({ action: 'delay' });
+    setTimeout(next, waitMs);
+  }
+
+  private spoolTelemetry(client: Client, device: string, packet: PublishPacket, done: (err?: Error | null) => void): void {
+    // Telemetry is never retained: topics carry property bags, so retained copies would pile up in memory.
+    packet.retain = false;
     const payload = packet.payload as Buffer;
     if (payload.length > this.cfg.maxPayloadBytes) {
       this.mRejected.inc({ code: ErrorCodes.PAYLOAD_TOO_LARGE });
@@ -139,24 +268,47 @@ export class MqttBroker {
       return done(null);
     }
     let readings: number;
+    let build: (() => string) | undefined;
     try {
-      const batch = decodeBatch(payload);
-      if (batch.device !== device) throw new EdgetwinError(ErrorCodes.BAD_PAYLOAD, `payload names device ${batch.device}, connection is ${device}`);
-      readings = batch.readings.length;
+      const msg = parseDeviceMessage(device, payload, () => propertyBag(packet.topic, topics.telemetryPrefix(device)), Date.now());
+      readings = msg.kind === 'batch' ? msg.readings : msg.readings.length;
+      if (msg.kind === 'metrics') {
+        const seq = this.deps.sequencer;
+        if (!seq) throw new EdgetwinError(ErrorCodes.BAD_PAYLOAD, 'metric maps need a sequencer; send a telemetry batch');
+        if (msg.skipped > 0) this.mSkippedFields.inc(msg.skipped);
+        build = () => seq.assign(device, msg.readings);
+      }
     } catch (err) {
       const code = isEdgetwinError(err) ? err.code : ErrorCodes.BAD_PAYLOAD;
       this.mRejected.inc({ code });
       this.deps.log.warn({ device, code, err: errorMessage(err) }, 'invalid payload dropped');
       return done(null);
     }
-    this.deps.spoolWriter.write({ body: payload.toString('utf8'), key: device }, (err) => {
+    const finish = (err: Error | null): void => {
       if (err) {
         this.mRejected.inc({ code: isEdgetwinError(err) ? err.code : ErrorCodes.INTERNAL });
         return done(err);
       }
       this.mAccepted.inc(readings);
+      SPOOLED.add(packet);
+      this.cork(client.conn);
       done(null);
-    });
+    };
+    if (build) this.deps.spoolWriter.write({ body: '', key: device }, finish, build);
+    else this.deps.spoolWriter.write({ body: payload.toString('utf8'), key: device }, finish);
+  }
+
+  /** The spool writer answers a whole group in one go; the uncork runs once it is done. */
+  private cork(conn: Writable): void {
+    if (this.corked.has(conn) || typeof conn.cork !== 'function') return;
+    if (this.corked.size === 0) {
+      process.nextTick(() => {
+        for (const c of this.corked) c.uncork();
+        this.corked.clear();
+      });
+    }
+    conn.cork();
+    this.corked.add(conn);
   }
 
   get clients(): number {
@@ -164,14 +316,37 @@ export class MqttBroker {
   }
 
   async stop(): Promise<void> {
-    const server = this.server;
-    this.server = undefined;
-    if (server) {
-      for (const s of this.sockets) s.destroy();
-      await new Promise<void>((resolve) => server.close(() => resolve()));
-    }
+    if (this.enforceTimer) clearInterval(this.enforceTimer);
+    this.enforceTimer = undefined;
+    await this.listeners?.stop();
+    this.listeners = undefined;
     const aedes = this.aedes;
     this.aedes = undefined;
     if (aedes) await new Promise<void>((resolve) => aedes.close(() => resolve()));
   }
+}
+
+interface MqttPacketParser {
+  packet: { length: number };
+  _parseLength(): boolean;
+  _emitError(err: Error): void;
+}
+
+/**
+ * aedes has no packet size limit: mqtt-packet would buffer a packet of any announced length (up to
+ * 256 MiB), before authentication even. This refuses one as soon as its length header is read.
+ */
+function capPacketSize(client: Client, maxBytes: number): Client {
+  const parser = (client as unknown as { _parser?: MqttPacketParser })._parser;
+  if (!parser || typeof parser._parseLength !== 'function') return client;
+  const parseLength = parser._parseLength;
+  parser._parseLength = function (this: MqttPacketParser): boolean {
+    const ok = parseLength.call(this);
+    if (ok && this.packet.length > maxBytes) {
+      this._emitError(new EdgetwinError(ErrorCodes.PAYLOAD_TOO_LARGE, `packet of ${this.packet.length} bytes exceeds ${maxBytes}`));
+      return false;
+    }
+    return ok;
+  };
+  return client;
 }

@@ -53,12 +53,16 @@ export class SinkRunner {
   private readonly abort = new AbortController();
   private readonly m: RunnerMetrics;
   private lastError: string | undefined;
+  /** Set when stop() gave up waiting for a hung write: that write must not touch the spool any more. */
+  private abandoned = false;
+  private readonly maxIdStmt;
   cursor: number;
 
   constructor(readonly sink: Sink, private readonly cfg: RunnerConfig, private readonly deps: RunnerDeps) {
     this.backoff = new Backoff(cfg.backoff);
     this.cursor = deps.spool.meta.get(this.cursorKey);
     this.m = runnerMetrics(deps.registry);
+    this.maxIdStmt = deps.spool.db.prepare<[], { id: number | null }>('SELECT max(id) AS id FROM queue');
   }
 
   private get cursorKey(): string {
@@ -133,6 +137,8 @@ export class SinkRunner {
     while (!this.stopped) {
       try {
         const result = await this.sink.write(batch);
+        // Delivered, but not recorded: it is sent again after the restart (a duplicate, never a loss).
+        if (this.abandoned) return;
         for (const r of result.rejected ?? []) {
           this.m.rejected.inc({ sink: name, code: r.code });
           this.deps.log.warn({ sink: name, spoolId: r.id, code: r.code, err: r.message }, 'sink rejected a message');
@@ -156,15 +162,30 @@ export class SinkRunner {
   private advance(toId: number): void {
     this.cursor = toId;
     this.deps.spool.meta.set(this.cursorKey, toId);
-    this.m.lag.set({ sink: this.sink.name }, Math.max(0, this.deps.spool.depth().rows));
+    // Ids are never reused and rows past this cursor are kept for this sink, so this is its backlog.
+    this.m.lag.set({ sink: this.sink.name }, Math.max(0, (this.maxIdStmt.get()?.id ?? toId) - toId));
     this.deps.onProgress();
   }
 
+  /**
+   * Stops after the write in flight, waiting at most cfg.stopGraceMs for it, then once more as long
+   * after closing the sink (which should abort it). A destination that still hangs is abandoned.
+   */
   async stop(): Promise<void> {
     this.stopped = true;
     this.abort.abort();
     this.wake?.();
-    await this.loop;
+    const finished = async (): Promise<boolean> => {
+      const timer = new AbortController();
+      const out = await Promise.race([this.loop?.then(() => true) ?? Promise.resolve(true), sleep(this.cfg.stopGraceMs, timer.signal).then(() => false)]);
+      timer.abort();
+      return out;
+    };
+    const done = await finished();
     await this.sink.close();
+    if (!done && !(await finished())) {
+      this.abandoned = true;
+      this.deps.log.warn({ sink: this.sink.name, waitedMs: 2 * this.cfg.stopGraceMs }, 'sink write still hanging at shutdown: abandoned, it is resent after the restart');
+    }
   }
 }

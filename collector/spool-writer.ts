@@ -1,21 +1,26 @@
 /**
- * Group commit for the spool: publishes accepted within commitIntervalMs (or until
- * commitMaxMessages) share one fsynced transaction, and each PUBACK is released only after that
- * transaction commits. When the spool is full (whenFull=block), writes wait and retry, which holds
- * back PUBACKs: devices slow down instead of anyone losing data.
+ * Group commit for the spool: publishes accepted within commitIntervalMs (0: within one turn of
+ * the event loop), or until commitMaxMessages, share one transaction, and each PUBACK is released
+ * only after that transaction is on disk — fsynced by SQLite itself, or, with a WalSync, by an
+ * fsync of the WAL on the thread pool while the next group is already being committed. When the
+ * spool is full (whenFull=block), writes wait and retry, which holds back PUBACKs: devices slow
+ * down instead of anyone losing data.
  */
 import { EdgetwinError, ErrorCodes, isEdgetwinError } from '../common/errors.js';
 import type { Logger } from '../common/log.js';
 import type { OutboxItem, SqliteOutbox } from '../common/outbox.js';
+import type { WalSync } from './wal-sync.js';
 
 interface Pending {
   item: OutboxItem;
   done: (err: Error | null) => void;
+  /** Builds the body inside the commit's transaction (readings that get their seq from the spool). */
+  build?: () => string;
 }
 
 export class SpoolWriter {
   private queue: Pending[] = [];
-  private timer: NodeJS.Timeout | undefined;
+  private timer: { cancel(): void } | undefined;
   private closed = false;
   private fullSince = 0;
 
@@ -24,13 +29,38 @@ export class SpoolWriter {
     private readonly opts: { commitIntervalMs: number; commitMaxMessages: number; retryFullMs?: number },
     private readonly log: Logger,
     private readonly onCommit: (n: number) => void,
+    /** When the spool commits without fsync (synchronous=NORMAL), this makes each group durable before its PUBACKs. */
+    private readonly walSync?: WalSync,
   ) {}
 
-  write(item: OutboxItem, done: (err: Error | null) => void): void {
+  /**
+   * Queues one message for the next group commit; `done` runs after the fsync. With `build`, the
+   * body is made inside the commit transaction (item.body is ignored until then).
+   */
+  write(item: OutboxItem, done: (err: Error | null) => void, build?: () => string): void {
     if (this.closed) return done(new EdgetwinError(ErrorCodes.CLOSED, 'collector is shutting down'));
-    this.queue.push({ item, done });
+    this.queue.push(build ? { item, done, build } : { item, done });
     if (this.queue.length >= this.opts.commitMaxMessages && this.fullSince === 0) this.commit();
-    else if (!this.timer) this.timer = setTimeout(() => this.commit(), this.opts.commitIntervalMs);
+    else if (!this.timer) this.schedule(this.opts.commitIntervalMs);
+  }
+
+  /**
+   * 0 ms commits right after the event loop has handled all input that is ready (setImmediate): a
+   * busy broker batches whatever arrived in one loop turn, an idle one acknowledges at once.
+   */
+  private schedule(ms: number): void {
+    if (ms === 0) {
+      const i = setImmediate(() => this.commit());
+      this.timer = { cancel: () => clearImmediate(i) };
+    } else {
+      const t = setTimeout(() => this.commit(), ms);
+      this.timer = { cancel: () => clearTimeout(t) };
+    }
+  }
+
+  private cancel(): void {
+    this.timer?.cancel();
+    this.timer = undefined;
   }
 
   get backlog(): number {
@@ -38,13 +68,12 @@ export class SpoolWriter {
   }
 
   private commit(): void {
-    if (this.timer) clearTimeout(this.timer);
-    this.timer = undefined;
+    this.cancel();
     if (this.queue.length === 0) return;
     const batch = this.queue;
     this.queue = [];
     try {
-      this.spool.append(batch.map((p) => p.item));
+      this.append(batch);
     } catch (err) {
       if (isEdgetwinError(err, ErrorCodes.STORE_FULL) && !this.closed) {
         if (this.fullSince === 0) {
@@ -52,7 +81,7 @@ export class SpoolWriter {
           this.log.warn({ code: err.code }, 'spool full: holding acknowledgements until sinks drain');
         }
         this.queue = batch.concat(this.queue);
-        this.timer = setTimeout(() => this.commit(), this.opts.retryFullMs ?? 100);
+        this.schedule(this.opts.retryFullMs ?? 100);
         return;
       }
       for (const p of batch) p.done(err as Error);
@@ -62,9 +91,24 @@ export class SpoolWriter {
       this.log.info({ heldMs: Date.now() - this.fullSince }, 'spool has room again');
       this.fullSince = 0;
     }
-    for (const p of batch) p.done(null);
-    this.onCommit(batch.length);
-    if (this.queue.length > 0 && !this.timer) this.timer = setTimeout(() => this.commit(), 0);
+    if (this.walSync) {
+      this.walSync.after((err) => {
+        for (const p of batch) p.done(err);
+        if (!err) this.onCommit(batch.length);
+      });
+    } else {
+      for (const p of batch) p.done(null);
+      this.onCommit(batch.length);
+    }
+    if (this.queue.length > 0 && !this.timer) this.schedule(0);
+  }
+
+  private append(batch: Pending[]): void {
+    if (!batch.some((p) => p.build)) return this.spool.append(batch.map((p) => p.item));
+    this.spool.transaction(() => {
+      for (const p of batch) if (p.build) p.item.body = p.build();
+      this.spool.appendInTx(batch.map((p) => p.item));
+    });
   }
 
   /** Commits what is queued (best effort) and refuses new writes. */
@@ -72,16 +116,17 @@ export class SpoolWriter {
     if (this.closed) return;
     this.commitNowIgnoringFull();
     this.closed = true;
+    this.walSync?.close();
   }
 
   private commitNowIgnoringFull(): void {
-    if (this.timer) clearTimeout(this.timer);
-    this.timer = undefined;
+    this.cancel();
     const batch = this.queue;
     this.queue = [];
     if (batch.length === 0) return;
     try {
-      this.spool.append(batch.map((p) => p.item));
+      this.append(batch);
+      this.walSync?.syncNow();
       for (const p of batch) p.done(null);
       this.onCommit(batch.length);
     } catch (err) {

@@ -11,6 +11,9 @@ export const ErrorCodes = {
   UNAUTHORIZED: 'EDGETWIN_ERR_UNAUTHORIZED',
   FORBIDDEN: 'EDGETWIN_ERR_FORBIDDEN',
   PAYLOAD_TOO_LARGE: 'EDGETWIN_ERR_PAYLOAD_TOO_LARGE',
+  /** An input record (stdin line, CSV row, HTTP reading) that is not a valid reading: skipped and counted. */
+  BAD_READING: 'EDGETWIN_ERR_BAD_READING',
+  RATE_LIMITED: 'EDGETWIN_ERR_RATE_LIMITED',
   STORE_FULL: 'EDGETWIN_ERR_STORE_FULL',
   STORE_CORRUPT: 'EDGETWIN_ERR_STORE_CORRUPT',
   SINK: 'EDGETWIN_ERR_SINK',
@@ -19,6 +22,20 @@ export const ErrorCodes = {
   CLOSED: 'EDGETWIN_ERR_CLOSED',
   USAGE: 'EDGETWIN_ERR_USAGE',
   INTERNAL: 'EDGETWIN_ERR_INTERNAL',
+  /** Device-twin sync failed: a twin request timed out, or the cloud's desired feed failed. */
+  TWIN: 'EDGETWIN_ERR_TWIN',
+  /** An If-Match precondition did not hold (a stale ETag): re-read and retry. */
+  PRECONDITION_FAILED: 'EDGETWIN_ERR_PRECONDITION_FAILED',
+  /** A write that must be conditional came without If-Match. */
+  PRECONDITION_REQUIRED: 'EDGETWIN_ERR_PRECONDITION_REQUIRED',
+  /** The lakehouse (Parquet history) could not be written or read. */
+  LAKEHOUSE: 'EDGETWIN_ERR_LAKEHOUSE',
+  /** A model that is not fit to run: digest, signature, manifest entry, shapes, or onnxruntime refused it. */
+  MODEL: 'EDGETWIN_ERR_MODEL',
+  /** A rolled-out model was replaced by the previous one (its alert rate exploded); details say why. */
+  MODEL_ROLLED_BACK: 'EDGETWIN_ERR_MODEL_ROLLED_BACK',
+  /** The resource exists with other content (a model version uploaded again with other bytes). */
+  CONFLICT: 'EDGETWIN_ERR_CONFLICT',
 } as const;
 
 export type ErrorCode = (typeof ErrorCodes)[keyof typeof ErrorCodes];

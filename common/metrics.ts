@@ -20,3 +20,7 @@ export function counter(registry: Registry, name: string, help: string, labelNam
 export function gauge(registry: Registry, name: string, help: string, labelNames: string[] = []): Gauge<string> {
   return new Gauge({ name, help, labelNames, registers: [registry] });
 }
+
+export function histogram(registry: Registry, name: string, help: string, labelNames: string[] = [], buckets?: number[]): Histogram<string> {
+  return new Histogram({ name, help, labelNames, registers: [registry], ...(buckets ? { buckets } : {}) });
+}

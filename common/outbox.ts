@@ -6,24 +6,36 @@
  * Lanes: lane 0 is the priority lane (alerts): read first, dropped last. Lane 1 is telemetry.
  * Groups: a consumer never mixes groups in one read (the agent keys rows by boot epoch, because a
  * batch on the wire carries one epoch).
+ *
+ * Bounds: `maxBytes` caps the queued body bytes; `maxFileBytes` (the agent sets it) caps what the
+ * store occupies on disk, database file plus WAL, by page accounting — see FileCap below and
+ * docs/architecture.md. `maxAgeMs` drops rows that waited too long. Every drop is counted in
+ * `<prefix>_dropped_total{lane, reason}` once its transaction has committed.
  */
+import { statSync } from 'node:fs';
 import type { Logger } from './log.js';
 import { EdgetwinError, ErrorCodes } from './errors.js';
-import { counter, gauge, type Registry } from './metrics.js';
+import { Gauge, counter, gauge, type Registry } from './metrics.js';
 import { MetaStore, openDatabase, type SqliteDb, type SynchronousMode } from './sqlite.js';
 
 export const LANE_PRIORITY = 0;
 export const LANE_NORMAL = 1;
 export type Lane = typeof LANE_PRIORITY | typeof LANE_NORMAL;
+const LANES_DROP_ORDER: readonly Lane[] = [LANE_NORMAL, LANE_PRIORITY];
 
 export type WhenFull = 'drop_oldest' | 'block';
+export type DropReason = 'full' | 'age';
 
 export interface OutboxConfig {
   path: string;
-  /** Upper bound on the bytes of queued bodies; see docs/architecture.md for the file-size margin. */
+  /** Upper bound on the bytes of queued bodies. */
   maxBytes: number;
   whenFull: WhenFull;
   synchronous: SynchronousMode;
+  /** Rows that have waited longer than this since their append are dropped by expire(); 0 or unset: never. */
+  maxAgeMs?: number;
+  /** When set, the database file plus its WAL stay within this many bytes (plus FILE_CAP_MARGIN_BYTES). */
+  maxFileBytes?: number;
 }
 
 export const outboxConfigSchema = {
@@ -35,8 +47,17 @@ export const outboxConfigSchema = {
     maxBytes: { type: 'integer', minimum: 4096 },
     whenFull: { enum: ['drop_oldest', 'block'] },
     synchronous: { enum: ['full', 'normal'] },
+    maxAgeMs: { type: 'integer', minimum: 0 },
+    maxFileBytes: { type: 'integer', minimum: 262144 },
   },
 } as const;
+
+/**
+ * What the file plus WAL may exceed maxFileBytes by: the WAL frames of the one transaction that
+ * crosses the checkpoint threshold beyond its reserve (writers keep transactions under
+ * `txnMaxBytes`, so this stays within a few pages). Measured in test/agent-disk-cap.test.ts.
+ */
+export const FILE_CAP_MARGIN_BYTES = 64 * 1024;
 
 export interface OutboxItem {
   body: string;
@@ -52,6 +73,8 @@ export interface OutboxRow {
   key: string | null;
   body: string;
   bytes: number;
+  /** When the row was appended, ms since the Unix epoch. */
+  at: number;
 }
 
 export interface OutboxOptions {
@@ -69,10 +92,58 @@ CREATE TABLE IF NOT EXISTS queue (
   grp INTEGER NOT NULL,
   key TEXT,
   bytes INTEGER NOT NULL,
-  body TEXT NOT NULL
+  body TEXT NOT NULL,
+  at INTEGER NOT NULL DEFAULT 0
 );
 CREATE INDEX IF NOT EXISTS queue_lane_id ON queue (lane, id);
 `;
+
+/**
+ * Page accounting for maxFileBytes. The WAL gets a reserve inside the cap: it is checkpointed
+ * every half-reserve of frames and truncated back to half the reserve (journal_size_limit), and
+ * writers keep each transaction under `txnMaxBytes` of bodies, so the WAL stays within its
+ * reserve. The database may use the rest; after each write, pages beyond that are first taken
+ * back from the free list (incremental vacuum), then by dropping the oldest rows.
+ */
+class FileCap {
+  readonly pageSize: number;
+  readonly maxPages: number;
+  readonly txnMaxBytes: number;
+  private readonly pageCount;
+  private readonly freeCount;
+
+  constructor(private readonly db: SqliteDb, maxFileBytes: number) {
+    this.pageSize = db.pragma('page_size', { simple: true }) as number;
+    const walReserve = Math.min(8 << 20, Math.max(128 << 10, Math.floor(maxFileBytes / 8)));
+    const frame = this.pageSize + 24;
+    db.pragma(`wal_autocheckpoint = ${Math.max(4, Math.floor(walReserve / 4 / frame))}`);
+    db.pragma(`journal_size_limit = ${Math.floor(walReserve / 4)}`);
+    this.maxPages = Math.floor((maxFileBytes - walReserve) / this.pageSize);
+    // Rows cost about 1.5× their body in pages (row header, index entry, fill); the rest of a
+    // transaction's frames are interior pages, the free list and pages moved by the vacuum.
+    this.txnMaxBytes = Math.max(4096, Math.floor(walReserve / 8));
+    this.pageCount = db.prepare('PRAGMA page_count').pluck();
+    this.freeCount = db.prepare('PRAGMA freelist_count').pluck();
+  }
+
+  pages(): number {
+    return this.pageCount.get() as number;
+  }
+
+  free(): number {
+    return this.freeCount.get() as number;
+  }
+
+  over(): boolean {
+    return this.pages() > this.maxPages;
+  }
+
+  /** Hands free pages back to the file system. */
+  vacuum(): void {
+    const free = this.free();
+    if (free > 0) this.db.pragma(`incremental_vacuum(${free})`);
+  }
+}
 
 export class SqliteOutbox {
   readonly db: SqliteDb;
@@ -80,117 +151,242 @@ export class SqliteOutbox {
   readonly quarantinedTo: string | undefined;
   private rows = 0;
   private bytes = 0;
+  private maxId = 0;
   private closed = false;
+  private txDepth = 0;
+  private readonly cap: FileCap | undefined;
   private readonly insert;
   private readonly readLane;
   private readonly deleteRange;
   private readonly oldest;
   private readonly deleteId;
-  private readonly appendMany: (items: readonly OutboxItem[]) => void;
+  private readonly expireChunk;
+  /** Counted only once the transaction that made them commits (a rollback undoes them). */
+  private pendingAppended = [0, 0];
+  private pendingDropped = new Map<string, number>();
   private readonly mAppended;
   private readonly mDropped;
   private readonly mDepthRows;
   private readonly mDepthBytes;
 
   constructor(readonly cfg: OutboxConfig, private readonly opts: OutboxOptions = {}) {
-    const opened = openDatabase({ path: cfg.path, synchronous: cfg.synchronous, log: opts.log, schema: SCHEMA });
+    const opened = openDatabase({
+      path: cfg.path,
+      synchronous: cfg.synchronous,
+      log: opts.log,
+      schema: SCHEMA,
+      ...(cfg.maxFileBytes ? { autoVacuum: 'incremental' as const } : {}),
+    });
     this.db = opened.db;
     this.quarantinedTo = opened.quarantinedTo;
+    this.migrate();
     this.meta = new MetaStore(this.db);
-    const totals = this.db.prepare('SELECT count(*) AS n, coalesce(sum(bytes), 0) AS b FROM queue').get() as { n: number; b: number };
-    this.rows = totals.n;
-    this.bytes = totals.b;
+    this.cap = cfg.maxFileBytes ? new FileCap(this.db, cfg.maxFileBytes) : undefined;
+    this.recount();
 
-    this.insert = this.db.prepare('INSERT INTO queue (lane, grp, key, bytes, body) VALUES (?, ?, ?, ?, ?)');
-    this.readLane = this.db.prepare<[number, number, number], OutboxRow>(
-      'SELECT id, lane, grp, key, bytes, body FROM queue WHERE lane = ? AND id > ? ORDER BY id LIMIT ?',
+    this.insert = this.db.prepare('INSERT INTO queue (lane, grp, key, bytes, body, at) VALUES (?, ?, ?, ?, ?, ?)');
+    this.readLane = this.db.prepare<[number, number, number, number], OutboxRow>(
+      'SELECT id, lane, grp, key, bytes, body, at FROM queue WHERE lane = ? AND id > ? AND id <= ? ORDER BY id LIMIT ?',
     );
-    this.deleteRange = this.db.prepare<[number, number, number]>(
-      'DELETE FROM queue WHERE lane = ? AND id >= ? AND id <= ? RETURNING bytes',
-    );
-    this.oldest = this.db.prepare<[number], { id: number; bytes: number }>('SELECT id, bytes FROM queue WHERE lane = ? ORDER BY id LIMIT 64');
+    this.deleteRange = this.db.prepare<[number, number, number]>('DELETE FROM queue WHERE lane = ? AND id >= ? AND id <= ? RETURNING bytes');
+    this.oldest = this.db.prepare<[number], { id: number; bytes: number }>('SELECT id, bytes FROM queue WHERE lane = ? ORDER BY id LIMIT 256');
     this.deleteId = this.db.prepare<[number]>('DELETE FROM queue WHERE id = ?');
-    this.appendMany = this.db.transaction((items: readonly OutboxItem[]) => this.appendInTx(items));
+    this.expireChunk = this.db.prepare<[number, number, number]>(
+      'DELETE FROM queue WHERE id IN (SELECT id FROM queue WHERE lane = ? ORDER BY id LIMIT ?) AND at < ? RETURNING bytes',
+    );
 
     const p = opts.metricPrefix ?? 'edgetwin_outbox';
     const reg = opts.registry;
     this.mAppended = reg ? counter(reg, `${p}_appended_total`, 'Rows appended', ['lane']) : undefined;
-    this.mDropped = reg ? counter(reg, `${p}_dropped_total`, 'Rows dropped to stay under maxBytes', ['lane', 'reason']) : undefined;
+    this.mDropped = reg ? counter(reg, `${p}_dropped_total`, 'Rows dropped (full: over maxBytes/maxFileBytes, age: over maxAgeMs)', ['lane', 'reason']) : undefined;
     this.mDepthRows = reg ? gauge(reg, `${p}_depth_rows`, 'Rows waiting') : undefined;
     this.mDepthBytes = reg ? gauge(reg, `${p}_depth_bytes`, 'Bytes waiting') : undefined;
+    if (reg && this.cap) {
+      const self = this;
+      new Gauge({
+        name: `${p}_file_bytes`,
+        help: 'Database file plus WAL, bytes',
+        registers: [reg],
+        collect() {
+          this.set(self.footprint().total);
+        },
+      });
+    }
     this.updateGauges();
+  }
+
+  /** Files from before the `at` column get it, stamped now (so nothing expires at once). */
+  private migrate(): void {
+    const cols = this.db.prepare('PRAGMA table_info(queue)').all() as { name: string }[];
+    if (cols.some((c) => c.name === 'at')) return;
+    this.db.exec('ALTER TABLE queue ADD COLUMN at INTEGER NOT NULL DEFAULT 0');
+    this.db.prepare('UPDATE queue SET at = ?').run(Date.now());
+  }
+
+  private recount(): void {
+    const totals = this.db.prepare('SELECT count(*) AS n, coalesce(sum(bytes), 0) AS b FROM queue').get() as { n: number; b: number };
+    this.rows = totals.n;
+    this.bytes = totals.b;
+    const seq = this.db.prepare("SELECT seq FROM sqlite_sequence WHERE name = 'queue'").get() as { seq: number } | undefined;
+    this.maxId = seq?.seq ?? 0;
+  }
+
+  /** Suggested upper bound on the body bytes a writer puts in one transaction (keeps the WAL in its reserve). */
+  get txnMaxBytes(): number {
+    return this.cap?.txnMaxBytes ?? Infinity;
   }
 
   /** Appends items in one transaction. With whenFull=block, throws EDGETWIN_ERR_STORE_FULL and writes nothing. */
   append(items: readonly OutboxItem[]): void {
     if (this.closed) throw new EdgetwinError(ErrorCodes.CLOSED, 'outbox is closed');
     if (items.length === 0) return;
-    this.appendMany(items);
-    this.updateGauges();
+    this.transaction(() => this.appendInTx(items));
   }
 
   /** Runs fn inside one transaction with the appends it makes (e.g. to persist a sequence counter alongside). */
   transaction<T>(fn: () => T): T {
-    const out = this.db.transaction(fn)();
+    if (this.closed) throw new EdgetwinError(ErrorCodes.CLOSED, 'outbox is closed');
+    this.txDepth++;
+    let ok = false;
+    try {
+      const out = this.db.transaction(fn)();
+      ok = true;
+      return out;
+    } finally {
+      if (--this.txDepth === 0) this.settle(ok);
+    }
+  }
+
+  /** After the outermost transaction: count what it did, or forget it and re-read the totals. */
+  private settle(committed: boolean): void {
+    if (committed) {
+      for (const lane of LANES_DROP_ORDER) {
+        const n = this.pendingAppended[lane]!;
+        if (n > 0) this.mAppended?.inc({ lane: String(lane) }, n);
+      }
+      for (const [k, n] of this.pendingDropped) {
+        const [lane, reason] = k.split(':');
+        this.mDropped?.inc({ lane: lane!, reason: reason! }, n);
+      }
+    } else {
+      this.recount();
+    }
+    this.pendingAppended = [0, 0];
+    this.pendingDropped.clear();
     this.updateGauges();
-    return out;
   }
 
   /** Appends within a transaction the caller already holds (see transaction()). */
   appendInTx(items: readonly OutboxItem[]): void {
     let incoming = 0;
-    const sized = items.map((it) => {
-      const b = Buffer.byteLength(it.body);
+    const sized = new Array<number>(items.length);
+    for (let i = 0; i < items.length; i++) {
+      const b = Buffer.byteLength(items[i]!.body);
+      sized[i] = b;
       incoming += b;
-      return b;
-    });
+    }
     if (this.bytes + incoming > this.cfg.maxBytes) this.makeRoom(this.bytes + incoming - this.cfg.maxBytes, incoming);
+    const now = Date.now();
+    let last = 0;
     for (let i = 0; i < items.length; i++) {
       const it = items[i]!;
       const lane = it.lane ?? LANE_NORMAL;
-      this.insert.run(lane, it.grp ?? 0, it.key ?? null, sized[i]!, it.body);
-      this.mAppended?.inc({ lane: String(lane) });
+      last = this.insert.run(lane, it.grp ?? 0, it.key ?? null, sized[i]!, it.body, now).lastInsertRowid as number;
+      this.pendingAppended[lane]!++;
     }
+    this.maxId = Number(last);
     this.rows += items.length;
     this.bytes += incoming;
+    if (this.cap?.over()) this.enforceFileCap();
+  }
+
+  private fullError(what: string, incoming: number): EdgetwinError {
+    return new EdgetwinError(ErrorCodes.STORE_FULL, `outbox full (${what})`, {
+      details: { bytes: this.bytes, maxBytes: this.cfg.maxBytes, maxFileBytes: this.cfg.maxFileBytes, incoming },
+    });
   }
 
   private makeRoom(needed: number, incoming: number): void {
-    if (this.cfg.whenFull === 'block' || incoming > this.cfg.maxBytes) {
-      throw new EdgetwinError(ErrorCodes.STORE_FULL, `outbox full (${this.bytes} of ${this.cfg.maxBytes} bytes)`, {
-        details: { bytes: this.bytes, maxBytes: this.cfg.maxBytes, incoming },
-      });
-    }
+    if (this.cfg.whenFull === 'block' || incoming > this.cfg.maxBytes) throw this.fullError(`${this.bytes} of ${this.cfg.maxBytes} bytes`, incoming);
+    const freed = this.dropOldest(needed, 'full');
+    this.opts.log?.warn({ code: ErrorCodes.STORE_FULL, freedBytes: freed }, 'outbox full: dropped oldest rows');
+  }
+
+  /** Pages over the cap: free pages go back first, then the oldest rows (never in block mode). */
+  private enforceFileCap(): void {
+    const cap = this.cap!;
+    cap.vacuum();
     let freed = 0;
-    // Telemetry goes first; alerts are only dropped when nothing else is left.
-    for (const lane of [LANE_NORMAL, LANE_PRIORITY]) {
+    while (cap.over()) {
+      if (this.cfg.whenFull === 'block') throw this.fullError(`file cap of ${this.cfg.maxFileBytes} bytes`, 0);
+      const excess = (cap.pages() - cap.maxPages) * cap.pageSize;
+      const got = this.dropOldest(excess, 'full');
+      if (got === 0) throw this.fullError(`one write is larger than the file cap of ${this.cfg.maxFileBytes} bytes`, 0);
+      freed += got;
+      cap.vacuum();
+    }
+    if (freed > 0) this.opts.log?.debug({ code: ErrorCodes.STORE_FULL, freedBytes: freed }, 'outbox file cap: dropped oldest rows');
+  }
+
+  /** Deletes oldest rows, telemetry before alerts, until `needed` body bytes are gone; returns the bytes freed. */
+  private dropOldest(needed: number, reason: DropReason): number {
+    let freed = 0;
+    for (const lane of LANES_DROP_ORDER) {
       while (freed < needed) {
         const victims = this.oldest.all(lane);
         if (victims.length === 0) break;
         for (const v of victims) {
           this.deleteId.run(v.id);
           freed += v.bytes;
-          this.rows--;
-          this.bytes -= v.bytes;
-          this.mDropped?.inc({ lane: String(lane), reason: 'full' });
+          this.forget(lane, v.bytes, reason);
           if (freed >= needed) break;
         }
       }
     }
-    this.opts.log?.warn({ code: ErrorCodes.STORE_FULL, freedBytes: freed }, 'outbox full: dropped oldest rows');
+    return freed;
+  }
+
+  private forget(lane: Lane, bytes: number, reason: DropReason): void {
+    this.rows--;
+    this.bytes -= bytes;
+    const k = `${lane}:${reason}`;
+    this.pendingDropped.set(k, (this.pendingDropped.get(k) ?? 0) + 1);
+  }
+
+  /** Drops rows older than maxAgeMs (by append time); returns how many. Callers run it periodically. */
+  expire(now = Date.now()): number {
+    const maxAge = this.cfg.maxAgeMs ?? 0;
+    if (this.closed || maxAge <= 0 || this.rows === 0) return 0;
+    const cutoff = now - maxAge;
+    const CHUNK = 1000;
+    return this.transaction(() => {
+      let n = 0;
+      for (const lane of LANES_DROP_ORDER) {
+        for (;;) {
+          const gone = this.expireChunk.all(lane, CHUNK, cutoff) as { bytes: number }[];
+          for (const g of gone) this.forget(lane, g.bytes, 'age');
+          n += gone.length;
+          if (gone.length < CHUNK) break;
+        }
+      }
+      if (n > 0) this.opts.log?.warn({ code: ErrorCodes.STORE_FULL, rows: n, maxAgeMs: maxAge }, 'outbox: dropped rows older than maxAgeMs');
+      return n;
+    });
   }
 
   /**
-   * Reads up to maxRows rows of one lane after `afterId`, stopping before maxBytes would be
-   * exceeded (at least one row is always returned) and before the group changes.
+   * Reads up to maxRows rows of one lane with afterId < id <= untilId, stopping before maxBytes
+   * would be exceeded (at least one row is always returned) and before the group changes.
+   * `rowOverheadBytes` is added per row (e.g. the comma between spliced bodies).
    */
-  read(lane: Lane, afterId: number, maxRows: number, maxBytes = Infinity): OutboxRow[] {
-    const rows = this.readLane.all(lane, afterId, maxRows);
+  read(lane: Lane, afterId: number, maxRows: number, maxBytes = Infinity, untilId = Number.MAX_SAFE_INTEGER, rowOverheadBytes = 0): OutboxRow[] {
+    const rows = this.readLane.all(lane, afterId, untilId, maxRows);
     let bytes = 0;
     let n = 0;
     for (const r of rows) {
-      if (n > 0 && (bytes + r.bytes > maxBytes || r.grp !== rows[0]!.grp)) break;
-      bytes += r.bytes;
+      const b = r.bytes + rowOverheadBytes;
+      if (n > 0 && (bytes + b > maxBytes || r.grp !== rows[0]!.grp)) break;
+      bytes += b;
       n++;
     }
     return n === rows.length ? rows : rows.slice(0, n);
@@ -202,12 +398,40 @@ export class SqliteOutbox {
     const gone = this.deleteRange.all(lane, fromId, toId) as { bytes: number }[];
     for (const g of gone) this.bytes -= g.bytes;
     this.rows -= gone.length;
+    this.maybeShrink();
     this.updateGauges();
     return gone.length;
   }
 
+  /** Once most of the file is free pages (a drained backlog), give them back to the disk. */
+  private maybeShrink(): void {
+    const cap = this.cap;
+    if (!cap) return;
+    const free = cap.free();
+    if (free > 256 && free * 2 > cap.pages()) cap.vacuum();
+  }
+
   depth(): { rows: number; bytes: number } {
     return { rows: this.rows, bytes: this.bytes };
+  }
+
+  /** The highest id ever appended (ids are never reused). */
+  lastId(): number {
+    return this.maxId;
+  }
+
+  /** Bytes on disk: the database file and its WAL. */
+  footprint(): { db: number; wal: number; total: number } {
+    const size = (f: string): number => {
+      try {
+        return statSync(f).size;
+      } catch {
+        return 0;
+      }
+    };
+    const db = size(this.cfg.path);
+    const wal = size(`${this.cfg.path}-wal`);
+    return { db, wal, total: db + wal };
   }
 
   private updateGauges(): void {

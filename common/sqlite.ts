@@ -22,6 +22,12 @@ export interface OpenDbOptions {
   log?: Logger | undefined;
   /** Statements run once on the fresh or existing file (CREATE TABLE IF NOT EXISTS …). */
   schema: string;
+  /**
+   * `incremental`: free pages can be handed back to the file system (`PRAGMA incremental_vacuum`),
+   * which a store with a hard cap on its file size needs. An existing file in another mode is
+   * converted once with VACUUM.
+   */
+  autoVacuum?: 'incremental';
 }
 
 export interface OpenedDb {
@@ -38,6 +44,11 @@ function tryOpen(opts: OpenDbOptions): SqliteDb {
     db.pragma('busy_timeout = 5000');
     const check = db.pragma('quick_check', { simple: true });
     if (check !== 'ok') throw new Error(`quick_check: ${String(check)}`);
+    if (opts.autoVacuum === 'incremental' && db.pragma('auto_vacuum', { simple: true }) !== 2) {
+      db.pragma('auto_vacuum = INCREMENTAL');
+      // Once the file has a header (WAL mode writes one) the mode only changes through a rewrite.
+      if (db.pragma('auto_vacuum', { simple: true }) !== 2) db.exec('VACUUM');
+    }
     db.exec(opts.schema);
     return db;
   } catch (err) {

@@ -83,3 +83,46 @@ t.test('the same seed gives the same schedule; every asked kind occurs; the tail
   t.ok(a.filter((f) => f.kind === 'kill_agent').every((f) => f.target! >= 0 && f.target! < 20));
   t.ok(a.every((f, i) => i === 0 || f.atMs >= a[i - 1]!.atMs), 'sorted by time');
 });
+
+t.test('a shrinking delay never reorders bytes; healing a black hole resets the holed connections only', async (t) => {
+  const echo = await echoServer();
+  const proxy = new FaultyTcpProxy(echo.port);
+  const port = await proxy.start();
+  t.teardown(async () => {
+    await proxy.stop();
+    await echo.close();
+  });
+  const a = await client(port);
+  proxy.delayMs = 200;
+  a.sock.write('1');
+  await new Promise((r) => setTimeout(r, 20));
+  proxy.delayMs = 0;
+  a.sock.write('2');
+  await waitFor(() => a.received().length === 2, 2000, 'both bytes echoed');
+  t.equal(a.received(), '12', 'the later byte waited for the earlier one');
+
+  const b = await client(port);
+  proxy.mode = 'blackhole';
+  a.sock.write('x'); // a loses a byte; b sends nothing meanwhile
+  await new Promise((r) => setTimeout(r, 50));
+  t.equal(proxy.heal(), 1, 'one connection had a hole in its stream');
+  await waitFor(() => a.closed(), 2000, 'the holed connection is reset, not resumed with a gap');
+  b.sock.write('ok');
+  await waitFor(() => b.received() === 'ok', 2000, 'an untouched connection carries on');
+  b.sock.destroy();
+});
+
+t.test('link faults name their agents, kills their collector, and all of it follows the seed', async (t) => {
+  const opts = { seed: 9, runMs: 60_000, agents: 10, collectors: 3, perMinute: 30, kinds: ['kill_collector', 'partition', 'delay', 'cloud_outage'] as const, cloudOutageMs: 5000, once: ['cloud_outage'] as const };
+  const s = makeSchedule(opts);
+  t.same(makeSchedule(opts), s);
+  t.equal(s.filter((f) => f.kind === 'cloud_outage').length, 1, 'a kind asked for once happens once');
+  for (const f of s) {
+    if (f.kind === 'kill_collector') t.ok(f.collector! >= 0 && f.collector! < 3);
+    if (f.kind === 'partition' || f.kind === 'delay') {
+      t.ok(f.targets!.length >= 1 && f.targets!.length <= 5 && f.targets!.every((x) => x >= 0 && x < 10), 'targets within the agents');
+      t.equal(new Set(f.targets).size, f.targets!.length, 'no agent twice');
+    }
+    if (f.kind === 'delay') t.ok(f.delayMs! >= 50);
+  }
+});

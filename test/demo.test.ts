@@ -4,6 +4,7 @@
  */
 import { readdirSync } from 'node:fs';
 import { join } from 'node:path';
+import { DuckDBInstance } from '@duckdb/node-api';
 import Database from 'better-sqlite3';
 import t, { type Test } from 'tap';
 import { request } from 'undici';
@@ -66,11 +67,14 @@ t.test('npm start: three live twins, clean Ctrl-C, resume', async (t) => {
 
   await runOnce(t, dir, cloudPort, mqttPort);
   const r = await (async () => {
-    // After the second run, the stored twins show the second boot epoch: the agents resumed their state.
-    const db = new Database(join(dir, 'demo/cloud/twins.db'), { readonly: true });
-    const rows = db.prepare('SELECT device, max(epoch) AS e, count(*) AS n, count(DISTINCT seq) AS s FROM readings GROUP BY device').all() as { e: number; n: number; s: number }[];
-    db.close();
-    return rows;
+    // After the second run, the stored readings (silver Parquet) show the second boot epoch: the agents resumed their state.
+    const duck = await DuckDBInstance.create(':memory:');
+    const con = await duck.connect();
+    const silver = join(dir, 'demo/cloud/lakehouse/silver/readings/**/*.parquet');
+    const rows = (await con.runAndReadAll(`SELECT device, max(epoch) AS e, count(*) AS n, count(DISTINCT seq) AS s FROM read_parquet('${silver}') GROUP BY device`)).getRowObjectsJS();
+    con.closeSync();
+    duck.closeSync();
+    return rows.map((x) => ({ e: Number(x['e']), n: Number(x['n']), s: Number(x['s']) }));
   })();
   t.equal(r.length, 3);
   for (const row of r) {

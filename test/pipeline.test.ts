@@ -17,11 +17,11 @@ t.test('readings travel agent → collector → cloud exactly once', async (t) =
   const sources = [new CountingSource(PER_AGENT, 50), new CountingSource(PER_AGENT, 70)];
   const agents = await Promise.all(['dev-a', 'dev-b'].map((id, i) => startAgent(`${dir}/${id}`, id, collector.mqttPort, [sources[i]!])));
 
-  await waitFor(() => agents.every((a) => cloud.store.identities(a.cfg.deviceId).length >= PER_AGENT), 30_000, 'all readings in the cloud');
+  await waitFor(async () => (await Promise.all(agents.map((a) => cloud.identities(a.cfg.deviceId)))).every((ids) => ids.length >= PER_AGENT), 30_000, 'all readings in the cloud');
   await waitFor(() => agents.every((a) => a.outbox.depth().rows === 0), 5000, 'outboxes drained');
 
   for (const a of agents) {
-    const ids = cloud.store.identities(a.cfg.deviceId);
+    const ids = await cloud.identities(a.cfg.deviceId);
     t.equal(ids.length, PER_AGENT, `${a.cfg.deviceId}: every reading stored once`);
     t.same(
       ids.map((r) => r.seq),
@@ -64,12 +64,12 @@ t.test('an agent restart bumps the epoch and continues the seq', async (t) => {
   const cloud = await startCloud(`${dir}/cloud`);
   const collector = await startCollector(`${dir}/collector`, cloud.url);
   let agent = await startAgent(`${dir}/dev`, 'dev', collector.mqttPort, [new CountingSource(100, 100)]);
-  await waitFor(() => cloud.store.identities('dev').length === 100, 10_000, 'first boot readings');
+  await waitFor(async () => (await cloud.identities('dev')).length === 100, 10_000, 'first boot readings');
   await agent.stop();
   agent = await startAgent(`${dir}/dev`, 'dev', collector.mqttPort, [new CountingSource(50, 50)]);
   t.equal(agent.identity.epoch, 2);
-  await waitFor(() => cloud.store.identities('dev').length === 150, 10_000, 'second boot readings');
-  const ids = cloud.store.identities('dev');
+  await waitFor(async () => (await cloud.identities('dev')).length === 150, 10_000, 'second boot readings');
+  const ids = await cloud.identities('dev');
   t.same(ids.slice(100).map((r) => [r.epoch, r.seq]), Array.from({ length: 50 }, (_, k) => [2, 101 + k]));
   await agent.stop();
   await collector.stop();

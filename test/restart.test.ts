@@ -17,7 +17,7 @@ t.test('collector stop/start loses and duplicates nothing', async (t) => {
   const sources = [new CountingSource(PER_AGENT, 20, 5), new CountingSource(PER_AGENT, 20, 5)];
   const agents = await Promise.all(['r-1', 'r-2'].map((id, i) => startAgent(`${dir}/${id}`, id, port, [sources[i]!])));
 
-  await waitFor(() => cloud.store.identities('r-1').length > 200, 10_000, 'traffic flowing');
+  await waitFor(async () => (await cloud.identities('r-1')).length > 200, 10_000, 'traffic flowing');
   await collector.stop();
   const producedWhileDown = sources.map((s) => s.emitted);
   await waitFor(() => agents.every((a) => !a.uplink.connected), 5000, 'agents see the collector gone');
@@ -27,11 +27,11 @@ t.test('collector stop/start loses and duplicates nothing', async (t) => {
 
   collector = await startCollector(`${dir}/collector`, cloud.url, port);
   await waitFor(() => sources.every((s) => s.done), 30_000, 'sources finished');
-  await waitFor(() => ['r-1', 'r-2'].every((d) => cloud.store.identities(d).length >= PER_AGENT), 30_000, 'everything in the cloud');
+  await waitFor(async () => (await Promise.all(['r-1', 'r-2'].map((d) => cloud.identities(d)))).every((ids) => ids.length >= PER_AGENT), 30_000, 'everything in the cloud');
   await new Promise((r) => setTimeout(r, 300));
 
   for (const id of ['r-1', 'r-2']) {
-    const seqs = cloud.store.identities(id).map((r) => r.seq);
+    const seqs = (await cloud.identities(id)).map((r) => r.seq);
     t.equal(seqs.length, PER_AGENT, `${id}: no loss, no duplicate`);
     t.same(seqs, Array.from({ length: PER_AGENT }, (_, k) => k + 1), `${id}: the complete sequence`);
   }

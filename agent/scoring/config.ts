@@ -12,7 +12,7 @@ export interface ScoringConfig {
   modelName: string;
   /** Calibrated score at or above which a reading is an alert; null: the model's shipped threshold. */
   alertThreshold: number | null;
-  /** Streams (metrics) scored at most; readings of further streams stay unscored. Each costs about 45 KiB. */
+  /** Streams (metrics) scored at most; readings of further streams stay unscored. Each costs ~80 KiB of state with the default likelihood history (about 125 KiB of RSS measured). */
   maxStreams: number;
   /** Rows per inference call; larger batches are split. */
   maxBatchRows: number;
@@ -27,7 +27,7 @@ export const DEFAULT_SCORING: ScoringConfig = {
   manifestFile: 'models/manifest.json',
   modelName: '',
   alertThreshold: null,
-  maxStreams: 10_000,
+  maxStreams: 1000,
   maxBatchRows: 16_384,
   threads: 1,
   rangeTolerancePercent: 5,
@@ -56,6 +56,7 @@ export const scoringConfigSchema = {
         historyReadings: count(1),
         reestimateEveryReadings: count(1),
         averagingReadings: count(1),
+        redCooldownReadings: count(0),
         minMean: { type: 'number', minimum: 0 },
         minVariance: { type: 'number', exclusiveMinimum: 0 },
       },

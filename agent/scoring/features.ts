@@ -8,7 +8,7 @@
  * cannot disagree on a feature.
  *
  * Memory per stream is fixed whatever the sampling rate: `lags` values plus one profile bucket per
- * `bucketMinutes` over a day and a week (about 4 KiB with the defaults).
+ * `bucketMinutes` over a day and a week (about 9 KiB with the defaults).
  */
 
 export interface FeatureRecipe {
@@ -39,11 +39,29 @@ export const DEFAULT_RECIPE: FeatureRecipe = {
   clip: 16,
 };
 
-/** Features after the lags: daily step, daily offset, weekly step, weekly offset, 2 flags, 3 hints. */
-const CONTEXT_FEATURES = 9;
+/**
+ * Layout of a feature row: lags - 1 lags, then daily step, daily offset, weekly step, weekly
+ * offset, 2 flags, 3 hints, then the daily and weekly profile levels.
+ */
+const CONTEXT_FEATURES = 11;
 
 export function featureCount(r: FeatureRecipe): number {
   return r.lags - 1 + CONTEXT_FEATURES;
+}
+
+/**
+ * The model's heads, in output order. "step" forecasts the reading relative to the last value
+ * from everything; "level" forecasts it relative to the running mean from the seasonal profiles
+ * and hints only (never the recent values), so it stays surprised for as long as a stream is
+ * somewhere it should not be at this time of day or week, where "step" adapts within readings.
+ */
+export const HEADS = ['step', 'level'] as const;
+export type Head = (typeof HEADS)[number];
+
+/** Feature columns the level head may see (flags, hints and profile levels). */
+export function levelInputs(r: FeatureRecipe): number[] {
+  const first = r.lags - 1 + 4;
+  return Array.from({ length: 7 }, (_, i) => first + i);
 }
 
 const MINUTE = 60_000;
@@ -53,15 +71,20 @@ const WEEK = 7 * DAY;
 /**
  * A seasonal profile: the mean value per time-of-period bucket, blended across periods. A bucket is
  * committed when the stream leaves it, so a 1 Hz and a 1/h stream both add one sample per bucket
- * per period. Lookups interpolate between bucket centres.
+ * per period. Lookups see the profile as it was before the current period began (a bucket
+ * committed less than half a period ago answers with its previous value), so "yesterday" never
+ * already contains today, and lookups interpolate between bucket centres.
  */
 class Profile {
   private readonly values: Float32Array;
-  private readonly seen: Uint8Array;
+  private readonly before: Float32Array;
+  /** Minute (since the epoch) of each bucket's last commit; 0: never. */
+  private readonly committed: Uint32Array;
   private readonly bucketMs: number;
   private open = -1;
   private openSum = 0;
   private openCount = 0;
+  private openTs = 0;
 
   constructor(
     private readonly periodMs: number,
@@ -71,7 +94,8 @@ class Profile {
     this.bucketMs = bucketMinutes * MINUTE;
     const n = Math.round(periodMs / this.bucketMs);
     this.values = new Float32Array(n);
-    this.seen = new Uint8Array(n);
+    this.before = new Float32Array(n);
+    this.committed = new Uint32Array(n);
   }
 
   private slot(ts: number): number {
@@ -79,20 +103,24 @@ class Profile {
     return (((ts % p) + p) % p) / this.bucketMs;
   }
 
-  /** Profile value at `ts`, or NaN while the buckets around it have never been committed. */
+  private value(k: number, ts: number): number {
+    const at = this.committed[k]!;
+    if (at === 0) return NaN;
+    if ((ts / MINUTE - at) * MINUTE >= this.periodMs / 2) return this.values[k]!;
+    return this.before[k]!;
+  }
+
+  /** Profile value at `ts`, or NaN while the buckets around it have no history. */
   at(ts: number): number {
     const n = this.values.length;
     const pos = this.slot(ts) - 0.5;
     const lo = Math.floor(pos);
-    const a = (lo + n) % n;
-    const b = (lo + 1) % n;
     const w = pos - lo;
-    const sa = this.seen[a]!;
-    const sb = this.seen[b]!;
-    if (sa && sb) return this.values[a]! * (1 - w) + this.values[b]! * w;
-    if (sa) return this.values[a]!;
-    if (sb) return this.values[b]!;
-    return NaN;
+    const a = this.value((lo + n) % n, ts);
+    const b = this.value((lo + 1) % n, ts);
+    if (Number.isNaN(a)) return b;
+    if (Number.isNaN(b)) return a;
+    return a * (1 - w) + b * w;
   }
 
   add(ts: number, x: number): void {
@@ -103,14 +131,18 @@ class Profile {
     }
     this.openSum += x;
     this.openCount++;
+    this.openTs = ts;
   }
 
   private commit(): void {
     if (this.open < 0 || this.openCount === 0) return;
     const mean = this.openSum / this.openCount;
     const k = this.open;
-    this.values[k] = this.seen[k] ? this.values[k]! + this.blend * (mean - this.values[k]!) : mean;
-    this.seen[k] = 1;
+    const old = this.value(k, this.openTs);
+    // A bucket with no history before this period has none to offer until the next one.
+    this.before[k] = old;
+    this.values[k] = Number.isNaN(old) ? mean : old + this.blend * (mean - old);
+    this.committed[k] = Math.max(1, Math.floor(this.openTs / MINUTE));
     this.openSum = 0;
     this.openCount = 0;
   }
@@ -168,12 +200,21 @@ export class StreamFeatures {
     return this.count >= 1;
   }
 
+  /** The last value pushed: the step head's centre. */
+  last(): number {
+    return this.back(1);
+  }
+
+  /** The running mean: the level head's centre. */
+  centre(): number {
+    return this.mean;
+  }
+
   /**
    * Writes the features describing reading (ts, ·) into `out` at `at`, before the reading itself
-   * is known to the stream. Returns the centre and spread used, to turn a prediction back into
-   * the stream's units. Call only when ready().
+   * is known to the stream. Call only when ready().
    */
-  write(ts: number, out: Float32Array, at: number): { centre: number; spread: number } {
+  write(ts: number, out: Float32Array, at: number): void {
     const r = this.recipe;
     const m = r.clip;
     const last = this.back(1);
@@ -197,10 +238,11 @@ export class StreamFeatures {
     out[o++] = 0.5 * Math.log(this.stepError.value + 1e-6);
     out[o++] = 0.5 * Math.log(this.dayError.value + 1e-6);
     out[o++] = 0.5 * Math.log(this.weekError.value + 1e-6);
-    return { centre: last, spread: s };
+    out[o++] = Number.isFinite(dayNow) ? clip((dayNow - this.mean) / s, m) : 0;
+    out[o] = Number.isFinite(weekNow) ? clip((weekNow - this.mean) / s, m) : 0;
   }
 
-  /** The training target for reading value x, in the units write() used. */
+  /** A reading value as a head sees it: relative to the head's centre, in spreads. */
   target(x: number, centre: number, spread: number): number {
     return clip((x - centre) / spread, this.recipe.clip);
   }
@@ -226,9 +268,9 @@ export class StreamFeatures {
     this.mean += a * dev;
     this.variance = (1 - a) * (this.variance + a * dev * dev);
   }
-
 }
 
+/** Clips to ±m; NaN (∞/∞ on absurd inputs) becomes 0 so the model never sees it. */
 function clip(v: number, m: number): number {
-  return v > m ? m : v < -m ? -m : v;
+  return v > m ? m : v < -m ? -m : v === v ? v : 0;
 }

@@ -22,18 +22,25 @@ export interface LikelihoodConfig {
   reestimateEveryReadings: number;
   /** Raw scores are averaged over this many readings before comparison. */
   averagingReadings: number;
+  /**
+   * After a "red" reading (tail <= 1e-5), further reds within this many readings count as yellow.
+   * Numenta damps only back-to-back reds (1); one averaging window (10) treats reds that share
+   * most of their averaged readings as the same evidence: one anomaly, one alert.
+   */
+  redCooldownReadings: number;
   /** Floors on the fitted distribution, so that a stream that was perfectly predictable until now does not alarm on a tiny blip. */
   minMean: number;
   minVariance: number;
 }
 
-/** Numenta's defaults (learning 288 + 100 estimation samples, history 8640, i.e. 30 days at 5 min). */
+/** Numenta's defaults (learning 288 + 100 estimation samples, history 8640, i.e. 30 days at 5 min), but the red cooldown. */
 export const DEFAULT_LIKELIHOOD: LikelihoodConfig = {
   learningReadings: 288,
   estimationReadings: 100,
   historyReadings: 8640,
   reestimateEveryReadings: 100,
   averagingReadings: 10,
+  redCooldownReadings: 10,
   minMean: 0.03,
   minVariance: 0.0003,
 };
@@ -63,7 +70,8 @@ export class AnomalyLikelihood {
   private sumSq = 0;
   private mean = 0;
   private std = 0;
-  private prevTail = 1;
+  /** Readings since the last red one. */
+  private sinceRed = Infinity;
 
   constructor(cfg: LikelihoodConfig = DEFAULT_LIKELIHOOD) {
     this.cfg = cfg;
@@ -87,10 +95,12 @@ export class AnomalyLikelihood {
     if (this.calibrated()) {
       if (this.std === 0 || this.seen % this.cfg.reestimateEveryReadings === 0) this.refit();
       let tail = tailProbability(avg, this.mean, this.std);
-      // Only the first "red" reading of a run keeps its full weight: a long anomaly is one alert.
-      const raw = tail;
-      if (tail <= RED_TAIL && this.prevTail <= RED_TAIL) tail = YELLOW_TAIL;
-      this.prevTail = raw;
+      this.sinceRed++;
+      // Only the first "red" reading of a run keeps its full weight: one anomaly, one alert.
+      if (tail <= RED_TAIL) {
+        if (this.sinceRed <= this.cfg.redCooldownReadings) tail = YELLOW_TAIL;
+        this.sinceRed = 0;
+      }
       score = logScore(tail);
     }
     if (this.seen > this.cfg.learningReadings) this.remember(avg);

@@ -27,8 +27,10 @@ export interface ModelEntry {
   bytes: number;
   inputs: TensorSpec[];
   outputs: TensorSpec[];
-  /** What the output columns mean: [mu, log b] of a Laplace forecast of the normalised value. */
+  /** What the output columns mean: per head, [mu, log b] of a Laplace forecast of the normalised value. */
   output: 'laplace-forecast';
+  /** The heads, in output order (features.ts HEADS). */
+  heads: string[];
   featureRecipe: FeatureRecipe;
   calibration: {
     /** Raw score = min(1, surprise / surpriseCap), surprise = |y - mu| / b. */
@@ -67,7 +69,7 @@ export const manifestSchema = {
       minItems: 1,
       items: {
         type: 'object',
-        required: ['name', 'version', 'file', 'sha256', 'bytes', 'inputs', 'outputs', 'output', 'featureRecipe', 'calibration', 'thresholds'],
+        required: ['name', 'version', 'file', 'sha256', 'bytes', 'inputs', 'outputs', 'output', 'heads', 'featureRecipe', 'calibration', 'thresholds'],
         properties: {
           name: { type: 'string', minLength: 1 },
           version: { type: 'string', minLength: 1, maxLength: 64 },
@@ -77,6 +79,7 @@ export const manifestSchema = {
           inputs: { type: 'array', minItems: 1, maxItems: 1, items: tensorSpec },
           outputs: { type: 'array', minItems: 1, maxItems: 1, items: tensorSpec },
           output: { const: 'laplace-forecast' },
+          heads: { const: ['step', 'level'] },
           featureRecipe: { type: 'object', required: ['name'], properties: { name: { const: 'ctx-v1' } } },
           calibration: { type: 'object', required: ['surpriseCap'], properties: { surpriseCap: { type: 'number', exclusiveMinimum: 0 } } },
           thresholds: { type: 'object', required: ['alert'], properties: { alert: { type: 'number', minimum: 0, maximum: 1 } } },
@@ -89,8 +92,7 @@ export const manifestSchema = {
 const validate = new Ajv({ allErrors: false, strict: false }).compile<Manifest>(manifestSchema);
 
 function modelError(message: string, details: Record<string, unknown>, cause?: unknown): EdgetwinError {
-  // TODO: a dedicated EDGETWIN_ERR_MODEL code is requested; CONFIG is the closest existing one.
-  return new EdgetwinError(ErrorCodes.CONFIG, message, { details, cause });
+  return new EdgetwinError(ErrorCodes.MODEL, message, { details, cause });
 }
 
 export function parseManifest(obj: unknown, where = 'manifest'): Manifest {

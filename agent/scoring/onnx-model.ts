@@ -5,14 +5,14 @@
  */
 import * as ort from 'onnxruntime-node';
 import { EdgetwinError, ErrorCodes } from '../../common/errors.js';
-import { featureCount } from './features.js';
+import { HEADS, featureCount } from './features.js';
 import { readVerifiedModel, type ModelEntry, type TensorSpec } from './manifest.js';
 
-/** Output columns per row: mu and log b of the Laplace forecast. */
-export const FORECAST_COLUMNS = 2;
+/** Output columns per row: mu and log b of each head's Laplace forecast, heads in HEADS order. */
+export const FORECAST_COLUMNS = 2 * HEADS.length;
 
 function shapeError(entry: ModelEntry, what: string, details: Record<string, unknown>): EdgetwinError {
-  return new EdgetwinError(ErrorCodes.CONFIG, `model ${entry.version}: ${what}`, { details: { model: entry.version, ...details } });
+  return new EdgetwinError(ErrorCodes.MODEL, `model ${entry.version}: ${what}`, { details: { model: entry.version, ...details } });
 }
 
 /** Fixed dimensions must agree; a symbolic one (the batch) matches anything. */
@@ -41,7 +41,7 @@ export class OnnxModel {
     return this.entry.version;
   }
 
-  /** Loads and checks a model; throws EDGETWIN_ERR_CONFIG (details say why) when it is not fit to run. */
+  /** Loads and checks a model; throws EDGETWIN_ERR_MODEL (details say why) when it is not fit to run. */
   static async load(entry: ModelEntry, path: string, threads = 1): Promise<OnnxModel> {
     const bytes = readVerifiedModel(entry, path);
     let session: ort.InferenceSession;
@@ -53,7 +53,7 @@ export class OnnxModel {
         graphOptimizationLevel: 'all',
       });
     } catch (cause) {
-      throw new EdgetwinError(ErrorCodes.CONFIG, `model ${entry.version}: onnxruntime cannot load ${path}`, { cause, details: { model: entry.version } });
+      throw new EdgetwinError(ErrorCodes.MODEL, `model ${entry.version}: onnxruntime cannot load ${path}`, { cause, details: { model: entry.version } });
     }
     const model = new OnnxModel(entry, session);
     try {

@@ -6,12 +6,12 @@
  * per-stream state always sees readings in order; a model swap is queued the same way, between
  * two batches, so no reading is scored half by one model and half by another, and none is dropped.
  */
-import type { Logger } from 'pino';
+import type { Logger } from '../../common/log.js';
 import type { SourceReading, Scorer } from '../types.js';
 import { errorMessage, isEdgetwinError } from '../../common/errors.js';
 import { counter, gauge, type Registry } from '../../common/metrics.js';
 import { DEFAULT_SCORING, type ScoringConfig } from './config.js';
-import { StreamFeatures } from './features.js';
+import { HEADS, StreamFeatures } from './features.js';
 import { AnomalyLikelihood, LEARNING_SCORE } from './likelihood.js';
 import { modelPath, pickModel, readManifest, type ModelEntry } from './manifest.js';
 import { OnnxModel, FORECAST_COLUMNS } from './onnx-model.js';
@@ -24,20 +24,25 @@ export interface ScorerOptions {
 /** What the scorer keeps per metric. */
 class Stream {
   features: StreamFeatures;
-  likelihood: AnomalyLikelihood;
+  /** One calibration per model head. */
+  likelihoods: AnomalyLikelihood[];
   min = Infinity;
   max = -Infinity;
   constructor(model: OnnxModel, cfg: ScoringConfig) {
     this.features = new StreamFeatures(model.entry.featureRecipe);
-    this.likelihood = new AnomalyLikelihood(cfg.likelihood);
+    this.likelihoods = Stream.calibration(cfg);
+  }
+  static calibration(cfg: ScoringConfig): AnomalyLikelihood[] {
+    return HEADS.map(() => new AnomalyLikelihood(cfg.likelihood));
   }
 }
 
-/** A row sent to the model, and where its answer goes. */
+/** A row sent to the model, and what turns its answer back into the stream's units. */
 interface Pending {
   reading: SourceReading;
   stream: Stream;
-  centre: number;
+  last: number;
+  mean: number;
   spread: number;
 }
 
@@ -95,6 +100,11 @@ export class OnnxScorer implements Scorer {
     return this.cfg.alertThreshold ?? this.model.entry.thresholds.alert;
   }
 
+  /** Changes the alert threshold live (desired `thresholds`); null: each model's shipped one. Applies from the next batch. */
+  setAlertThreshold(threshold: number | null): void {
+    this.cfg.alertThreshold = threshold;
+  }
+
   /** Loads a model beside the active one (sha256, shapes, smoke run); nothing changes until swap(). */
   prepare(entry: ModelEntry, path: string): Promise<OnnxModel> {
     return OnnxModel.load(entry, path, this.cfg.threads);
@@ -113,7 +123,7 @@ export class OnnxScorer implements Scorer {
       this.model = next;
       for (const s of this.streams.values()) {
         if (!sameRecipe) s.features = new StreamFeatures(next.entry.featureRecipe);
-        s.likelihood = new AnomalyLikelihood(this.cfg.likelihood);
+        s.likelihoods = Stream.calibration(this.cfg);
       }
       this.log?.info({ from: prev.version, to: next.version }, 'scoring model swapped');
       return prev;
@@ -160,9 +170,10 @@ export class OnnxScorer implements Scorer {
         unscored++;
         continue;
       }
-      if (stream.features.ready()) {
-        const { centre, spread } = stream.features.write(r.ts, this.buffer, pending.length * width);
-        pending.push({ reading: r, stream, centre, spread });
+      const f = stream.features;
+      if (f.ready()) {
+        f.write(r.ts, this.buffer, pending.length * width);
+        pending.push({ reading: r, stream, last: f.last(), mean: f.centre(), spread: f.scale() });
       } else {
         // A stream's first reading has no past to forecast from.
         this.annotate(r, LEARNING_SCORE, model.version);
@@ -173,7 +184,7 @@ export class OnnxScorer implements Scorer {
       for (let at = 0; at < pending.length; at += this.cfg.maxBatchRows) {
         const rows = Math.min(this.cfg.maxBatchRows, pending.length - at);
         const out = await model.forecast(this.buffer.subarray(at * width), rows);
-        for (let j = 0; j < rows; j++) this.finish(pending[at + j]!, out[j * FORECAST_COLUMNS]!, out[j * FORECAST_COLUMNS + 1]!, model);
+        for (let j = 0; j < rows; j++) this.finish(pending[at + j]!, out, j * FORECAST_COLUMNS, model);
       }
     } catch (err) {
       // Readings stay unscored rather than failing the agent's pipeline.
@@ -184,13 +195,21 @@ export class OnnxScorer implements Scorer {
     this.metrics?.readings.inc({ result: 'scored' }, readings.length - unscored);
   }
 
-  /** Turns one forecast into the reading's calibrated score. */
-  private finish(p: Pending, mu: number, logB: number, model: OnnxModel): void {
+  /**
+   * Turns one row of forecasts into the reading's calibrated score: each head's surprise
+   * |y - mu| / b is calibrated against that head's own history on this stream, and the reading
+   * is as anomalous as its most surprised head.
+   */
+  private finish(p: Pending, out: Float32Array, at: number, model: OnnxModel): void {
     const { reading, stream } = p;
-    const y = stream.features.target(reading.value, p.centre, p.spread);
-    const surprise = Math.abs(y - mu) * Math.exp(-logB);
-    const raw = Math.min(1, surprise / model.entry.calibration.surpriseCap);
-    let score = stream.likelihood.update(Number.isFinite(raw) ? raw : 1);
+    const cap = model.entry.calibration.surpriseCap;
+    let score = 0;
+    for (let h = 0; h < HEADS.length; h++) {
+      const y = stream.features.target(reading.value, h === 0 ? p.last : p.mean, p.spread);
+      const raw = Math.min(1, (Math.abs(y - out[at + 2 * h]!) * Math.exp(-out[at + 2 * h + 1]!)) / cap);
+      const s = stream.likelihoods[h]!.update(Number.isFinite(raw) ? raw : 1);
+      if (s > score) score = s;
+    }
     if (this.outOfRange(stream, reading.value)) score = 1;
     this.annotate(reading, score, model.version);
   }
@@ -198,7 +217,7 @@ export class OnnxScorer implements Scorer {
   /** Numenta's spatial anomaly: a value well outside everything this stream has shown so far. */
   private outOfRange(s: Stream, v: number): boolean {
     const tol = ((s.max - s.min) * this.cfg.rangeTolerancePercent) / 100;
-    const out = this.cfg.rangeTolerancePercent > 0 && s.likelihood.calibrated() && s.max > s.min && (v > s.max + tol || v < s.min - tol);
+    const out = this.cfg.rangeTolerancePercent > 0 && s.likelihoods[0]!.calibrated() && s.max > s.min && (v > s.max + tol || v < s.min - tol);
     if (v < s.min) s.min = v;
     if (v > s.max) s.max = v;
     return out;

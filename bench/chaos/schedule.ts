@@ -2,7 +2,7 @@
  * A seeded fault schedule: which fault, when, for how long. Generated up front and printed, so a
  * failing run can be replayed exactly with the same seed.
  */
-import { between, pick, rng } from './rng.js';
+import { between, pick, rng, type Rng } from './rng.js';
 
 export type FaultKind = 'kill_agent' | 'kill_collector' | 'cloud_outage' | 'partition' | 'blackhole' | 'delay' | 'cut_connections' | 'slow_sink';
 
@@ -11,8 +11,16 @@ export interface Fault {
   kind: FaultKind;
   /** For kill_agent: which agent. */
   target?: number;
+  /** For partition, blackhole, delay and cut_connections: the agents whose link to their collector it hits. */
+  targets?: number[];
+  /** For kill_collector: which collector. */
+  collector?: number;
+  /** For delay and slow_sink: added to every chunk, each way. */
+  delayMs?: number;
   durationMs: number;
 }
+
+const LINK_FAULTS: readonly FaultKind[] = ['partition', 'blackhole', 'delay', 'cut_connections'];
 
 export interface ScheduleOptions {
   seed: number;
@@ -23,6 +31,28 @@ export interface ScheduleOptions {
   kinds: readonly FaultKind[];
   /** Fixed length of a cloud outage (the issue asks for 60 s in the full run). */
   cloudOutageMs: number;
+  /** Collectors to pick from for kill_collector (default 1). */
+  collectors?: number;
+  /** Kinds that happen exactly once (the long cloud outage) instead of at random. */
+  once?: readonly FaultKind[];
+}
+
+/** Draws what a fault of this kind hits, from the same generator, so the seed fixes it too. */
+function aim(r: Rng, f: Fault, o: ScheduleOptions): Fault {
+  if (f.kind === 'kill_agent') f.target = between(r, 0, o.agents - 1);
+  if (f.kind === 'kill_collector') f.collector = between(r, 0, (o.collectors ?? 1) - 1);
+  if (LINK_FAULTS.includes(f.kind)) {
+    const n = between(r, 1, Math.max(1, Math.ceil(o.agents / 2)));
+    const all = Array.from({ length: o.agents }, (_, i) => i);
+    for (let i = all.length - 1; i > 0; i--) {
+      const j = between(r, 0, i);
+      [all[i], all[j]] = [all[j]!, all[i]!];
+    }
+    f.targets = all.slice(0, n).sort((a, b) => a - b);
+  }
+  if (f.kind === 'delay') f.delayMs = between(r, 50, 1000);
+  if (f.kind === 'slow_sink') f.delayMs = between(r, 200, 2000);
+  return f;
 }
 
 export function makeSchedule(o: ScheduleOptions): Fault[] {
@@ -31,19 +61,16 @@ export function makeSchedule(o: ScheduleOptions): Fault[] {
   const faults: Fault[] = [];
   // Leave the last fifth of the run quiet so the system can converge before the checks.
   const window = Math.floor(o.runMs * 0.8);
-  for (let i = 0; i < count; i++) {
-    const kind = pick(r, o.kinds);
+  const drawn = o.kinds.filter((k) => !o.once?.includes(k));
+  for (let i = 0; i < count && drawn.length > 0; i++) {
+    const kind = pick(r, drawn);
     const atMs = between(r, Math.floor(window * 0.05), window);
-    const fault: Fault = { atMs, kind, durationMs: kind === 'cloud_outage' ? o.cloudOutageMs : between(r, 500, 4000) };
-    if (kind === 'kill_agent') fault.target = between(r, 0, o.agents - 1);
-    faults.push(fault);
+    faults.push(aim(r, { atMs, kind, durationMs: kind === 'cloud_outage' ? o.cloudOutageMs : between(r, 500, 4000) }, o));
   }
   // Every kind the run asks for happens at least once.
   for (const kind of o.kinds) {
     if (!faults.some((f) => f.kind === kind)) {
-      const f: Fault = { atMs: between(r, Math.floor(window * 0.05), window), kind, durationMs: kind === 'cloud_outage' ? o.cloudOutageMs : 2000 };
-      if (kind === 'kill_agent') f.target = between(r, 0, o.agents - 1);
-      faults.push(f);
+      faults.push(aim(r, { atMs: between(r, Math.floor(window * 0.05), window), kind, durationMs: kind === 'cloud_outage' ? o.cloudOutageMs : 2000 }, o));
     }
   }
   return faults.sort((a, b) => a.atMs - b.atMs);
@@ -51,6 +78,15 @@ export function makeSchedule(o: ScheduleOptions): Fault[] {
 
 export function describeSchedule(faults: readonly Fault[]): string {
   return faults
-    .map((f) => `  t+${(f.atMs / 1000).toFixed(1).padStart(6)}s  ${f.kind.padEnd(16)} ${f.target !== undefined ? `agent #${f.target} ` : ''}${f.durationMs} ms`)
+    .map((f) => `  t+${(f.atMs / 1000).toFixed(1).padStart(6)}s  ${f.kind.padEnd(16)} ${faultTarget(f)}${f.durationMs} ms`)
     .join('\n');
+}
+
+function faultTarget(f: Fault): string {
+  const parts: string[] = [];
+  if (f.target !== undefined) parts.push(`agent #${f.target}`);
+  if (f.collector !== undefined) parts.push(`collector #${f.collector}`);
+  if (f.targets) parts.push(`agents ${f.targets.map((t) => `#${t}`).join(',')}`);
+  if (f.delayMs !== undefined) parts.push(`+${f.delayMs} ms/chunk`);
+  return parts.length ? `${parts.join(' ')} for ` : '';
 }

@@ -10,6 +10,8 @@ export type ProxyMode = 'pass' | 'partition' | 'blackhole';
 export class FaultyTcpProxy {
   private server: Server | undefined;
   private readonly pairs = new Set<[Socket, Socket]>();
+  /** Sockets whose bytes a black hole swallowed: their stream has a hole in it. */
+  private readonly holed = new Set<Socket>();
   mode: ProxyMode = 'pass';
   /** Added to every chunk in each direction. */
   delayMs = 0;
@@ -40,6 +42,8 @@ export class FaultyTcpProxy {
     this.pairs.add(pair);
     const close = (): void => {
       this.pairs.delete(pair);
+      this.holed.delete(client);
+      this.holed.delete(upstream);
       client.destroy();
       upstream.destroy();
     };
@@ -50,17 +54,53 @@ export class FaultyTcpProxy {
   }
 
   private pipe(from: Socket, to: Socket): void {
+    // A chunk never overtakes an earlier one, even when delayMs shrinks mid-stream: TCP delays,
+    // it does not reorder, and a reordered MQTT stream is a fault no real network makes.
+    const queue: { due: number; chunk: Buffer }[] = [];
+    let timer: NodeJS.Timeout | undefined;
+    const drain = (): void => {
+      timer = undefined;
+      const now = Date.now();
+      while (queue.length > 0 && queue[0]!.due <= now) {
+        const { chunk } = queue.shift()!;
+        if (!to.destroyed) to.write(chunk);
+      }
+      if (queue.length > 0) timer = setTimeout(drain, queue[0]!.due - now);
+    };
     from.on('data', (chunk: Buffer) => {
-      if (this.mode === 'blackhole') return;
-      if (this.delayMs <= 0) {
+      if (this.mode === 'blackhole') {
+        this.holed.add(from);
+        return;
+      }
+      if (this.delayMs <= 0 && queue.length === 0) {
         if (!to.destroyed) to.write(chunk);
         return;
       }
-      // Order is kept: timers of equal delay fire in the order they were set.
-      setTimeout(() => {
-        if (!to.destroyed) to.write(chunk);
-      }, this.delayMs);
+      queue.push({ due: Date.now() + Math.max(0, this.delayMs), chunk });
+      timer ??= setTimeout(drain, Math.max(0, queue[0]!.due - Date.now()));
     });
+    from.once('close', () => {
+      if (timer) clearTimeout(timer);
+    });
+  }
+
+  /**
+   * Back to `pass`. Connections that lost bytes to a black hole are reset rather than resumed: a
+   * real network that drops packets makes TCP retransmit or give up, it never delivers a stream
+   * with a hole in it (which would feed the receiver a forged packet).
+   */
+  heal(): number {
+    this.mode = 'pass';
+    let n = 0;
+    for (const pair of this.pairs) {
+      if (!this.holed.has(pair[0]) && !this.holed.has(pair[1])) continue;
+      pair[0].destroy();
+      pair[1].destroy();
+      this.pairs.delete(pair);
+      n++;
+    }
+    this.holed.clear();
+    return n;
   }
 
   /** Closes every open connection (both sides see a reset). */
@@ -72,6 +112,23 @@ export class FaultyTcpProxy {
     }
     this.pairs.clear();
     return n;
+  }
+
+  /**
+   * Stops listening and cuts every connection: dialling the proxy is refused, as when the host
+   * behind it is gone (unlike `partition`, which accepts and then closes, as a load balancer
+   * with a dead backend does).
+   */
+  async down(): Promise<void> {
+    const s = this.server;
+    this.server = undefined;
+    this.cutAll();
+    if (s) await new Promise<void>((r) => s.close(() => r()));
+  }
+
+  /** Listens again on the same port after down(). */
+  async up(): Promise<void> {
+    if (!this.server) await this.start(this.port);
   }
 
   async stop(): Promise<void> {

@@ -1,13 +1,15 @@
 #!/usr/bin/python3
 """Trains the probabilistic forecaster on the synthetic set and exports it to ONNX.
 
-The model maps a reading's context features (agent/scoring/features.ts, recipe ctx-v1) to a
-Laplace distribution over the reading's normalised value: output [mu, log_b]. It is trained by
-Laplace negative log-likelihood, which is robust to the spikes and shifts in the data (the model
-should learn to be surprised by them, not to chase them).
+The model maps a reading's context features (agent/scoring/features.ts, recipe ctx-v1) to one
+Laplace distribution per head over the reading's normalised value: output
+[mu_step, log_b_step, mu_level, log_b_level]. It is trained by Laplace negative log-likelihood,
+which is robust to the spikes and shifts in the data (the model should learn to be surprised by
+them, not to chase them).
 
-Deterministic: fixed seeds, one thread. Debian's python3-torch 1.13 and python3-onnx are enough:
-    /usr/bin/python3 models/train/train.py --data var/models/dataset --out models/forecaster/forecaster.onnx
+Deterministic: fixed seeds, one thread. Debian's python3-torch 1.13 and python3-onnx are enough.
+Normally run by `npm run train:model` (models/train/build.ts), which first writes the data set:
+    /usr/bin/python3 models/train/train.py --data var/models/dataset --out models/forecaster/forecaster-1.0.0.onnx
 """
 import argparse
 import json
@@ -18,31 +20,42 @@ import torch
 from torch import nn
 
 
+def mlp(n_in, hidden):
+    return nn.Sequential(nn.Linear(n_in, hidden), nn.ReLU(), nn.Linear(hidden, hidden), nn.ReLU(), nn.Linear(hidden, 2))
+
+
 class Forecaster(nn.Module):
-    def __init__(self, n_in: int, hidden: int):
+    """Two heads, one output row [mu_step, log_b_step, mu_level, log_b_level] per reading.
+
+    The level head only sees the columns listed in meta.json's levelInputs (profiles, flags,
+    hints), never the recent values, so it cannot learn to follow the stream from one reading to
+    the next: that is the point of it.
+    """
+
+    def __init__(self, n_in, level_inputs, hidden, level_hidden):
         super().__init__()
-        self.body = nn.Sequential(
-            nn.Linear(n_in, hidden), nn.ReLU(),
-            nn.Linear(hidden, hidden), nn.ReLU(),
-            nn.Linear(hidden, 2),
-        )
+        self.register_buffer("level_idx", torch.tensor(level_inputs, dtype=torch.long))
+        self.step = mlp(n_in, hidden)
+        self.level = mlp(len(level_inputs), level_hidden)
 
     def forward(self, x):
-        out = self.body(x)
-        # Bounded scale keeps the exported model finite on any input.
-        mu = out[:, 0:1]
-        log_b = torch.clamp(out[:, 1:2], -7.0, 3.0)
-        return torch.cat([mu, log_b], dim=1)
+        a = self.step(x)
+        b = self.level(torch.index_select(x, 1, self.level_idx))
+        # Bounded scales keep the exported model finite on any input.
+        return torch.cat([a[:, 0:1], torch.clamp(a[:, 1:2], -7.0, 3.0), b[:, 0:1], torch.clamp(b[:, 1:2], -7.0, 3.0)], dim=1)
 
 
 def laplace_nll(pred, y):
-    mu, log_b = pred[:, 0], pred[:, 1]
-    return (torch.abs(y - mu) * torch.exp(-log_b) + log_b).mean()
+    total = 0
+    for h in range(y.shape[1]):
+        mu, log_b = pred[:, 2 * h], pred[:, 2 * h + 1]
+        total = total + (torch.abs(y[:, h] - mu) * torch.exp(-log_b) + log_b).mean()
+    return total
 
 
-def load(data, split, n_in):
+def load(data, split, n_in, n_heads):
     x = np.fromfile(os.path.join(data, f"{split}-features.f32"), dtype="<f4").reshape(-1, n_in)
-    y = np.fromfile(os.path.join(data, f"{split}-targets.f32"), dtype="<f4")
+    y = np.fromfile(os.path.join(data, f"{split}-targets.f32"), dtype="<f4").reshape(-1, n_heads)
     return torch.from_numpy(x.copy()), torch.from_numpy(y.copy())
 
 
@@ -50,7 +63,9 @@ def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--data", default="var/models/dataset")
     ap.add_argument("--out", required=True)
+    ap.add_argument("--report", help="training report (JSON); default: <out>.train.json")
     ap.add_argument("--hidden", type=int, default=64)
+    ap.add_argument("--level-hidden", type=int, default=32)
     ap.add_argument("--epochs", type=int, default=12)
     ap.add_argument("--batch", type=int, default=1024)
     ap.add_argument("--lr", type=float, default=2e-3)
@@ -64,10 +79,11 @@ def main():
 
     meta = json.load(open(os.path.join(args.data, "meta.json")))
     n_in = meta["features"]
-    xt, yt = load(args.data, "train", n_in)
-    xv, yv = load(args.data, "valid", n_in)
+    n_heads = len(meta["heads"])
+    xt, yt = load(args.data, "train", n_in, n_heads)
+    xv, yv = load(args.data, "valid", n_in, n_heads)
 
-    model = Forecaster(n_in, args.hidden)
+    model = Forecaster(n_in, meta["levelInputs"], args.hidden, args.level_hidden)
     opt = torch.optim.Adam(model.parameters(), lr=args.lr)
     sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=args.epochs)
     gen = torch.Generator().manual_seed(args.seed)
@@ -100,11 +116,11 @@ def main():
     )
     report = {
         "framework": f"torch {torch.__version__}",
-        "hidden": args.hidden, "epochs": args.epochs, "batch": args.batch, "lr": args.lr, "seed": args.seed,
+        "hidden": args.hidden, "level_hidden": args.level_hidden, "epochs": args.epochs, "batch": args.batch, "lr": args.lr, "seed": args.seed,
         "train_rows": len(xt), "valid_rows": len(xv),
         "final": history[-1],
     }
-    with open(args.out + ".train.json", "w") as f:
+    with open(args.report or args.out + ".train.json", "w") as f:
         json.dump(report, f, indent=2)
         f.write("\n")
 

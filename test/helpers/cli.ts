@@ -38,3 +38,31 @@ export function processesMentioning(needle: string): number[] {
     .map((l) => Number(l.trim().split(/\s+/)[0]))
     .filter((pid) => pid !== process.pid);
 }
+
+export type DaemonChild = ChildProcess & {
+  output: () => string;
+  /** The `ready` message the daemon sends over IPC once it runs (ports, epoch…). */
+  ready: Promise<Record<string, unknown>>;
+  /** Resolves with the exit code (or signal) once the process is gone. */
+  exited: Promise<number | string | null>;
+};
+
+/**
+ * Runs a daemon of the compiled CLI with an IPC channel (it reports readiness over it and stops
+ * when it closes), optionally with a pipe on stdin.
+ */
+export function spawnDaemon(args: string[], env: NodeJS.ProcessEnv = {}, opts: { stdin?: 'pipe' | 'ignore' } = {}): DaemonChild {
+  const child = spawn(process.execPath, [CLI, ...args], { env: { ...process.env, ...env }, stdio: [opts.stdin ?? 'ignore', 'pipe', 'pipe', 'ipc'] });
+  let out = '';
+  child.stdout!.on('data', (d: Buffer) => (out += d.toString()));
+  child.stderr!.on('data', (d: Buffer) => (out += d.toString()));
+  const exited = new Promise<number | string | null>((resolve) => child.once('exit', (code, signal) => resolve(code ?? signal)));
+  const ready = new Promise<Record<string, unknown>>((resolve, reject) => {
+    child.on('message', (m: { type?: string }) => {
+      if (m?.type === 'ready') resolve(m as Record<string, unknown>);
+    });
+    void exited.then((code) => reject(new Error(`daemon exited (${String(code)}) before it was ready:\n${out}`)));
+  });
+  ready.catch(() => undefined);
+  return Object.assign(child, { output: () => out, ready, exited });
+}

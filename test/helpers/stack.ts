@@ -1,4 +1,7 @@
 /** Starts real daemons in-process on loopback with ephemeral ports, for integration tests. */
+import { createServer as createNetServer, type Server as NetServer, type Socket } from 'node:net';
+import { createServer as createTlsServer, type Server as TlsServer, type TLSSocket } from 'node:tls';
+import { Aedes } from 'aedes';
 import { Agent } from '../../agent/agent.js';
 import { loadAgentConfig } from '../../agent/config.js';
 import type { Source, SourceContext } from '../../agent/types.js';
@@ -6,7 +9,9 @@ import { Cloud } from '../../cloud/cloud.js';
 import { loadCloudConfig } from '../../cloud/config.js';
 import { Collector } from '../../collector/collector.js';
 import { loadCollectorConfig } from '../../collector/config.js';
+import { deepMerge } from '../../common/config.js';
 import { createLogger } from '../../common/log.js';
+import { decodeBatch, type TelemetryBatch } from '../../common/record.js';
 
 export const silent = (): ReturnType<typeof createLogger> => createLogger('test', { level: 'silent' });
 
@@ -57,13 +62,124 @@ export class CountingSource implements Source {
   }
 }
 
-export async function startAgent(stateDir: string, deviceId: string, mqttPort: number, sources: Source[], overrides: object = {}): Promise<Agent> {
+/** An in-process agent on loopback; `overrides` merge key by key over the test settings. Sources undefined: built from config. */
+export async function startAgent(stateDir: string, deviceId: string, mqttPort: number, sources: Source[] | undefined, overrides: object = {}): Promise<Agent> {
   const cfg = loadAgentConfig(
     undefined,
-    { deviceId, stateDir, uplink: { url: `mqtt://127.0.0.1:${mqttPort}`, backoff: { initialMs: 50, maxMs: 300 } }, outbox: { flushIntervalMs: 10 }, ...overrides },
+    deepMerge(
+      { deviceId, stateDir, uplink: { url: `mqtt://127.0.0.1:${mqttPort}`, backoff: { initialMs: 50, maxMs: 300 }, batchMaxDelayMs: 20 }, outbox: { flushIntervalMs: 10 }, admin: { enabled: false } },
+      overrides,
+    ),
     {},
   );
-  const a = new Agent(cfg, { log: silent(), sources });
+  const a = new Agent(cfg, sources ? { log: silent(), sources } : { log: process.env['DBG'] ? createLogger('dbg', { level: 'debug' }) : silent() });
   await a.start();
   return a;
+}
+
+export interface TestBrokerOptions {
+  /** Serve MQTT over TLS with this server certificate; `requestCert` asks clients for theirs (mutual TLS). */
+  tls?: { key: Buffer; cert: Buffer; ca?: Buffer; requestCert?: boolean };
+  /** Decides each CONNECT; the client's TLS certificate subject CN is passed when there is one. */
+  authenticate?: (c: { clientId: string; username: string | undefined; password: string | undefined; certCn: string | undefined }) => boolean;
+}
+
+export interface BrokerConnect {
+  clientId: string;
+  username: string | undefined;
+  password: string | undefined;
+  clean: boolean;
+  certCn: string | undefined;
+}
+
+/**
+ * A bare aedes broker on loopback (plain or TLS) for the agent's uplink tests: it records every
+ * telemetry batch in arrival order and every CONNECT, and can hold PUBACKs back (`holdAcks`)
+ * until release(), to see what the agent does while a broker has not acknowledged.
+ */
+export class TestBroker {
+  batches: TelemetryBatch[] = [];
+  connects: BrokerConnect[] = [];
+  holdAcks = false;
+  port = 0;
+  private held: (() => void)[] = [];
+  private aedes: Aedes | undefined;
+  private server: NetServer | TlsServer | undefined;
+  private readonly sockets = new Set<Socket>();
+
+  constructor(private readonly opts: TestBrokerOptions = {}) {}
+
+  async start(port = 0): Promise<number> {
+    const aedes = await Aedes.createBroker({
+      authenticate: (client, username, password, done) => {
+        const sock = (client as unknown as { conn?: TLSSocket }).conn;
+        const cert = sock && 'getPeerCertificate' in sock ? sock.getPeerCertificate() : undefined;
+        const c: BrokerConnect = {
+          clientId: client.id,
+          username,
+          password: password?.toString(),
+          clean: (client as unknown as { clean: boolean }).clean,
+          certCn: cert && typeof cert.subject?.CN === 'string' ? cert.subject.CN : undefined,
+        };
+        this.connects.push(c);
+        if (this.opts.authenticate && !this.opts.authenticate(c)) {
+          const err = Object.assign(new Error('not authorized'), { returnCode: 5 as const });
+          return done(err, null);
+        }
+        done(null, true);
+      },
+      authorizePublish: (_client, packet, done) => {
+        if (packet.topic.startsWith('devices/')) this.batches.push(decodeBatch(packet.payload as Buffer));
+        if (this.holdAcks) this.held.push(() => done(null));
+        else done(null);
+      },
+    });
+    this.aedes = aedes;
+    const handle = (socket: Socket): void => {
+      this.sockets.add(socket);
+      socket.on('close', () => this.sockets.delete(socket));
+      aedes.handle(socket);
+    };
+    const t = this.opts.tls;
+    const server = t ? createTlsServer({ key: t.key, cert: t.cert, ca: t.ca, requestCert: t.requestCert ?? false, rejectUnauthorized: t.requestCert ?? false }, handle) : createNetServer(handle);
+    this.server = server;
+    await new Promise<void>((resolve, reject) => {
+      server.once('error', reject);
+      server.listen(port, '127.0.0.1', () => resolve());
+    });
+    this.port = (server.address() as { port: number }).port;
+    return this.port;
+  }
+
+  get url(): string {
+    return `${this.opts.tls ? 'mqtts' : 'mqtt'}://127.0.0.1:${this.port}`;
+  }
+
+  /** Sends the PUBACKs held so far. */
+  release(): void {
+    this.holdAcks = false;
+    const h = this.held;
+    this.held = [];
+    for (const f of h) f();
+  }
+
+  get heldAcks(): number {
+    return this.held.length;
+  }
+
+  readings(device?: string): { epoch: number; seq: number; metric: string; value: number; alert?: boolean }[] {
+    return this.batches.filter((b) => !device || b.device === device).flatMap((b) => b.readings.map((r) => ({ epoch: b.epoch, seq: r.seq, metric: r.metric, value: r.value, ...(r.alert ? { alert: true } : {}) })));
+  }
+
+  async stop(): Promise<void> {
+    const server = this.server;
+    this.server = undefined;
+    if (server) {
+      for (const s of this.sockets) s.destroy();
+      await new Promise<void>((resolve) => server.close(() => resolve()));
+    }
+    const aedes = this.aedes;
+    this.aedes = undefined;
+    if (aedes) await new Promise<void>((resolve) => aedes.close(() => resolve()));
+  }
 }

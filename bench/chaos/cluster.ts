@@ -1,0 +1,240 @@
+/**
+ * The system under test, as separate processes on loopback: one cloud, C collectors and N agents,
+ * each a compiled `edgetwin` daemon with its own state directory, so a kill -9 and a restart work
+ * on the same state exactly as in the field. Every agent reaches its collector through its own
+ * FaultyTcpProxy, and the collectors reach the cloud through one more (the slow sink).
+ */
+import { spawnSync } from 'node:child_process';
+import { mkdirSync, writeFileSync } from 'node:fs';
+import { createServer } from 'node:net';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { spawnDaemon, type Child } from '../../cli/demo.js';
+import { deepMerge } from '../../common/config.js';
+import { FaultyTcpProxy } from './tcp-proxy.js';
+
+const cliPath = fileURLToPath(new URL('../../cli/edgetwin.js', import.meta.url));
+
+export interface ClusterOptions {
+  dir: string;
+  agents: number;
+  collectors: number;
+  /** Collector spool cap (small, whenFull=block: back-pressure, never loss). */
+  spoolMaxBytes: number;
+  /** Agent outbox cap (whenFull=block). */
+  outboxMaxBytes: number;
+  /** Daemons' log level (their logs land in <dir>/logs). */
+  logLevel: string;
+  /** Called when a daemon exits without having been told to. */
+  onCrash(name: string, code: number | string | null, log: string): void;
+  /** Merged key by key over each daemon's config (the fuzz runs use other sources and limits). */
+  overrides?: { cloud?: object; collector?: object; agent?: object };
+}
+
+export interface Tokens {
+  operator: string;
+  viewer: string;
+  collectors: string[];
+}
+
+export async function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const s = createServer();
+    s.once('error', reject);
+    s.listen(0, '127.0.0.1', () => {
+      const port = (s.address() as { port: number }).port;
+      s.close(() => resolve(port));
+    });
+  });
+}
+
+/** One daemon that can be killed and started again on the same config and state. */
+export class ManagedDaemon {
+  private child: Child | undefined;
+  info: Record<string, unknown> = {};
+  starts = 0;
+  private expectExit = false;
+
+  constructor(
+    readonly name: string,
+    private readonly command: 'agent' | 'collector' | 'cloud',
+    private readonly configFile: string,
+    private readonly logDir: string,
+    private readonly env: NodeJS.ProcessEnv,
+    private readonly onCrash: ClusterOptions['onCrash'],
+  ) {}
+
+  get up(): boolean {
+    return this.child !== undefined;
+  }
+
+  get pid(): number | undefined {
+    return this.child?.proc.pid;
+  }
+
+  async start(): Promise<void> {
+    if (this.child) return;
+    this.expectExit = false;
+    const { child, info } = await spawnDaemon(this.name, this.command, this.configFile, this.logDir, this.env);
+    this.starts++;
+    this.child = child;
+    this.info = info;
+    child.proc.once('exit', (code, signal) => {
+      if (this.child === child) this.child = undefined;
+      if (!this.expectExit) this.onCrash(this.name, code ?? signal, child.log);
+    });
+  }
+
+  /** SIGKILL: no shutdown code runs, whatever was not durable is gone. */
+  async kill9(): Promise<void> {
+    await this.signal('SIGKILL', 0);
+  }
+
+  /** SIGTERM, then SIGKILL after graceMs. */
+  async stop(graceMs = 20_000): Promise<void> {
+    await this.signal('SIGTERM', graceMs);
+  }
+
+  private async signal(sig: NodeJS.Signals, graceMs: number): Promise<void> {
+    const child = this.child;
+    if (!child) return;
+    this.expectExit = true;
+    const exited = new Promise((r) => child.proc.once('exit', r));
+    child.proc.kill(sig);
+    if (graceMs > 0) {
+      const timer = setTimeout(() => child.proc.kill('SIGKILL'), graceMs);
+      await exited;
+      clearTimeout(timer);
+    } else await exited;
+    this.child = undefined;
+  }
+}
+
+export class ChaosCluster {
+  cloud!: ManagedDaemon;
+  collectors: ManagedDaemon[] = [];
+  agents: ManagedDaemon[] = [];
+  /** agentLinks[i]: the proxy agent i dials instead of its collector. */
+  agentLinks: FaultyTcpProxy[] = [];
+  /** Between every collector and the cloud. */
+  sinkLink!: FaultyTcpProxy;
+  cloudUrl = '';
+  tokens!: Tokens;
+  readonly agentStateDirs: string[] = [];
+  readonly deviceIds: string[] = [];
+  readonly sites: string[] = [];
+
+  constructor(private readonly o: ClusterOptions) {}
+
+  private write(name: string, cfg: object): string {
+    const f = join(this.o.dir, 'config', `${name}.json`);
+    const kind = name.split('-')[0] as 'cloud' | 'collector' | 'agent';
+    writeFileSync(f, `${JSON.stringify(deepMerge(cfg, this.o.overrides?.[kind]), null, 2)}\n`);
+    return f;
+  }
+
+  collectorOf(agent: number): number {
+    return agent % this.o.collectors;
+  }
+
+  async start(): Promise<void> {
+    const { dir } = this.o;
+    const logDir = join(dir, 'logs');
+    mkdirSync(logDir, { recursive: true });
+    mkdirSync(join(dir, 'config'), { recursive: true });
+    const log = { level: this.o.logLevel };
+    const cloudPort = await freePort();
+    this.cloudUrl = `http://127.0.0.1:${cloudPort}`;
+    const cloudCfg = this.write('cloud', {
+      stateDir: join(dir, 'cloud'),
+      http: { host: '127.0.0.1', port: cloudPort },
+      auth: { anonymousRole: 'none' },
+      // Compaction would make a plain glob read briefly count merged rows twice (docs/lakehouse.md):
+      // the checks read the files with plain SQL, so maintenance stays off during the run.
+      lakehouse: { flushIntervalMs: 500, compaction: { intervalMs: 0 }, retention: { intervalMs: 0 } },
+      log,
+    });
+    for (let c = 0; c < this.o.collectors; c++) this.sites.push(`chaos-site-${c + 1}`);
+    this.tokens = {
+      operator: this.createToken(cloudCfg, 'operator'),
+      viewer: this.createToken(cloudCfg, 'viewer'),
+      collectors: this.sites.map((s) => this.createToken(cloudCfg, 'collector', s)),
+    };
+    this.cloud = new ManagedDaemon('cloud', 'cloud', cloudCfg, logDir, {}, this.o.onCrash);
+    await this.cloud.start();
+
+    this.sinkLink = new FaultyTcpProxy(cloudPort);
+    const sinkPort = await this.sinkLink.start();
+    const mqttPorts: number[] = [];
+    for (let c = 0; c < this.o.collectors; c++) {
+      const port = await freePort();
+      mqttPorts.push(port);
+      const cfg = this.write(`collector-${c + 1}`, {
+        siteId: this.sites[c],
+        stateDir: join(dir, `collector-${c + 1}`),
+        mqtt: { host: '127.0.0.1', port },
+        auth: { mode: 'open' },
+        spool: { maxBytes: this.o.spoolMaxBytes, whenFull: 'block' },
+        runner: { backoff: { initialMs: 100, maxMs: 2000 } },
+        sinks: { http: { url: `http://127.0.0.1:${sinkPort}`, timeoutMs: 15_000 } },
+        twin: { desiredPollMs: 500, backoff: { initialMs: 200, maxMs: 2000 } },
+        admin: { enabled: true, host: '127.0.0.1', port: 0 },
+        log,
+      });
+      const d = new ManagedDaemon(`collector-${c + 1}`, 'collector', cfg, logDir, { EDGETWIN_CLOUD_TOKEN: this.tokens.collectors[c] }, this.o.onCrash);
+      this.collectors.push(d);
+      await d.start();
+    }
+
+    for (let i = 0; i < this.o.agents; i++) {
+      const link = new FaultyTcpProxy(mqttPorts[this.collectorOf(i)]!);
+      const port = await link.start();
+      this.agentLinks.push(link);
+      const deviceId = `chaos-${String(i).padStart(3, '0')}`;
+      const stateDir = join(dir, 'agents', deviceId);
+      this.deviceIds.push(deviceId);
+      this.agentStateDirs.push(stateDir);
+      const cfg = this.write(`agent-${deviceId}`, {
+        deviceId,
+        stateDir,
+        outbox: { maxBytes: this.o.outboxMaxBytes, whenFull: 'block', flushIntervalMs: 20 },
+        // A short keepalive so a black-holed link is noticed within seconds, as a field device would be configured.
+        uplink: { url: `mqtt://127.0.0.1:${port}`, keepaliveS: 5, connectTimeoutMs: 3000, backoff: { initialMs: 100, maxMs: 2000 } },
+        sources: { simulator: { enabled: false }, http: { enabled: true, host: '127.0.0.1', port: 0 } },
+        twin: { requestTimeoutMs: 3000 },
+        admin: { enabled: true, host: '127.0.0.1', port: 0 },
+        log,
+      });
+      this.agents.push(new ManagedDaemon(`agent-${deviceId}`, 'agent', cfg, logDir, {}, this.o.onCrash));
+    }
+    // A few at a time: twenty cold Node starts at once on two busy cores outlast the ready timeout.
+    for (let i = 0; i < this.agents.length; i += 4) await Promise.all(this.agents.slice(i, i + 4).map((a) => a.start()));
+  }
+
+  private createToken(cloudCfg: string, role: string, site?: string): string {
+    const args = [cliPath, 'cloud', 'tokens', 'create', '--config', cloudCfg, '--role', role, '--name', `chaos ${role}${site ? ` ${site}` : ''}`, '--json'];
+    if (site) args.push('--site', site);
+    const r = spawnSync(process.execPath, args, { encoding: 'utf8' });
+    if (r.status !== 0) throw new Error(`edgetwin cloud tokens create failed: ${r.stderr}`);
+    return (JSON.parse(r.stdout) as { token: string }).token;
+  }
+
+  /** The agent's local ingest URL, or undefined while it is down. */
+  agentIngestUrl(i: number): string | undefined {
+    const a = this.agents[i]!;
+    return a.up && a.info['httpPort'] ? `http://127.0.0.1:${String(a.info['httpPort'])}/v1/readings` : undefined;
+  }
+
+  adminUrl(d: ManagedDaemon): string | undefined {
+    return d.up && d.info['adminPort'] ? `http://127.0.0.1:${String(d.info['adminPort'])}` : undefined;
+  }
+
+  /** Agents first (they flush into the collectors), then collectors, then the cloud. */
+  async stop(): Promise<void> {
+    await Promise.all(this.agents.map((a) => a.stop()));
+    for (const l of this.agentLinks) await l.stop();
+    await Promise.all(this.collectors.map((c) => c.stop()));
+    await this.sinkLink?.stop();
+    await this.cloud?.stop();
+  }
+}

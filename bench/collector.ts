@@ -1,0 +1,191 @@
+/**
+ * `npm run bench:collector` — QoS 1 ingest of the collector (aedes → validation → fsynced group
+ * commit to the SQLite spool → PUBACK), side by side with Debian's mosquitto broker on the same
+ * load in the same run. Two loads: one reading per message (msgs/s) and 500 readings per message
+ * (readings/s, the agent's batching). Each broker runs as its own process; the load comes from
+ * several raw-socket generator processes (bench/mqtt-load.ts) with a window of PUBLISHes in flight.
+ *
+ *   npm run bench:collector -- [--rounds 3] [--seconds 8] [--sink none|file] [--json]
+ *
+ * The collector runs compiled (dist/cli/edgetwin.js) with auth.mode open on loopback, the rate
+ * limit off (it would throttle the generator's few client ids) and spool.synchronous full: every
+ * PUBACK follows an fsync. mosquitto keeps messages in memory (no persistence), as it does by
+ * default. `--sink file` adds the file sink, so spool rows are also read back and released.
+ */
+import { fork, spawn, type ChildProcess } from 'node:child_process';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { createServer } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { parseArgs } from 'node:util';
+
+const { values } = parseArgs({
+  options: {
+    rounds: { type: 'string', default: '3' },
+    seconds: { type: 'string', default: '8' },
+    sink: { type: 'string', default: 'none' },
+    workers: { type: 'string', default: '2' },
+    json: { type: 'boolean', default: false },
+  },
+});
+const rounds = Number(values.rounds);
+const seconds = Number(values.seconds);
+const workers = Number(values.workers);
+const cli = new URL('../cli/edgetwin.js', import.meta.url).pathname;
+const loadgen = new URL('./mqtt-load.js', import.meta.url).pathname;
+
+interface Load {
+  name: string;
+  readingsPerMessage: number;
+  connsPerWorker: number;
+  window: number;
+}
+
+const LOADS: Load[] = [
+  { name: 'small', readingsPerMessage: 1, connsPerWorker: 8, window: 100 },
+  { name: 'batched', readingsPerMessage: 500, connsPerWorker: 4, window: 8 },
+];
+
+async function freePort(): Promise<number> {
+  return new Promise((resolve) => {
+    const s = createServer().listen(0, '127.0.0.1', () => {
+      const p = (s.address() as { port: number }).port;
+      s.close(() => resolve(p));
+    });
+  });
+}
+
+interface Broker {
+  proc: ChildProcess;
+  port: number;
+  stop(): Promise<void>;
+  peakRssMb(): number;
+}
+
+function peakRss(pid: number | undefined): number {
+  try {
+    const m = /VmHWM:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'));
+    return m ? Math.round(Number(m[1]) / 1024) : 0;
+  } catch {
+    return 0;
+  }
+}
+
+async function waitPort(port: number, proc: ChildProcess): Promise<void> {
+  for (let i = 0; i < 200; i++) {
+    if (proc.exitCode !== null) throw new Error(`broker exited with ${proc.exitCode}`);
+    const ok = await new Promise<boolean>((resolve) => {
+      const s = createServer();
+      s.once('error', () => resolve(true));
+      s.listen(port, '127.0.0.1', () => s.close(() => resolve(false)));
+    });
+    if (ok) return;
+    await new Promise((r) => setTimeout(r, 50));
+  }
+  throw new Error(`port ${port} never opened`);
+}
+
+function stopper(proc: ChildProcess, cleanup: () => void): () => Promise<void> {
+  return async () => {
+    const exited = new Promise((r) => proc.once('exit', r));
+    proc.kill('SIGTERM');
+    await Promise.race([exited, new Promise((r) => setTimeout(r, 10_000))]);
+    if (proc.exitCode === null && proc.signalCode === null) proc.kill('SIGKILL');
+    cleanup();
+  };
+}
+
+async function startCollector(): Promise<Broker> {
+  const dir = mkdtempSync(join(tmpdir(), 'edgetwin-bench-collector-'));
+  const port = await freePort();
+  const cfg = join(dir, 'collector.json');
+  writeFileSync(
+    cfg,
+    JSON.stringify({
+      stateDir: join(dir, 'state'),
+      mqtt: { port, rateLimit: { messagesPerS: 0 }, maxPayloadBytes: 1 << 20 },
+      spool: { maxBytes: 8 * 1024 * 1024 * 1024 },
+      admin: { enabled: false },
+      sinks: { http: { enabled: false }, file: { enabled: values.sink === 'file', dir: join(dir, 'out'), fsync: true } },
+      log: { level: 'warn' },
+    }),
+  );
+  const proc = spawn(process.execPath, [cli, 'collector', '--config', cfg], { stdio: ['ignore', 'ignore', 'inherit'] });
+  await waitPort(port, proc);
+  return { proc, port, stop: stopper(proc, () => rmSync(dir, { recursive: true, force: true })), peakRssMb: () => peakRss(proc.pid) };
+}
+
+async function startMosquitto(): Promise<Broker> {
+  const dir = mkdtempSync(join(tmpdir(), 'edgetwin-bench-mosquitto-'));
+  const port = await freePort();
+  const conf = join(dir, 'mosquitto.conf');
+  writeFileSync(conf, `listener ${port} 127.0.0.1\nallow_anonymous true\npersistence false\nmax_inflight_messages 0\nmax_queued_messages 0\nlog_type error\n`);
+  const proc = spawn('mosquitto', ['-c', conf], { stdio: ['ignore', 'ignore', 'inherit'] });
+  await waitPort(port, proc);
+  return { proc, port, stop: stopper(proc, () => rmSync(dir, { recursive: true, force: true })), peakRssMb: () => peakRss(proc.pid) };
+}
+
+/** Runs `workers` generator processes against one broker; returns acknowledged messages per second. */
+async function drive(port: number, load: Load, tag: string): Promise<number> {
+  const kids = Array.from({ length: workers }, (_, w) =>
+    fork(loadgen, ['127.0.0.1', String(port), String(load.connsPerWorker), String(load.window), String(load.readingsPerMessage), `${tag}-${w}`], { stdio: 'inherit' }),
+  );
+  await Promise.all(kids.map((k) => new Promise<void>((resolve, reject) => {
+    k.once('message', () => resolve());
+    k.once('exit', (code) => reject(new Error(`load generator exited ${code}`)));
+  })));
+  const results = kids.map((k) => new Promise<{ acked: number; ms: number }>((resolve) => k.on('message', (m: { type: string; acked: number; ms: number }) => m.type === 'done' && resolve(m))));
+  for (const k of kids) k.send({ type: 'start', warmupMs: 1500, ms: seconds * 1000 });
+  const done = await Promise.all(results);
+  await Promise.all(kids.map((k) => new Promise((r) => (k.exitCode !== null ? r(null) : k.once('exit', r)))));
+  return done.reduce((s, d) => s + d.acked / (d.ms / 1000), 0);
+}
+
+const median = (xs: number[]): number => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
+
+const results: Record<string, Record<'collector' | 'mosquitto', number[]>> = {};
+let collectorRss = 0;
+let mosquittoRss = 0;
+for (const load of LOADS) {
+  results[load.name] = { collector: [], mosquitto: [] };
+  for (let r = 0; r < rounds; r++) {
+    // Alternate who goes first so neither always meets a warmer machine.
+    const order: ('collector' | 'mosquitto')[] = r % 2 === 0 ? ['collector', 'mosquitto'] : ['mosquitto', 'collector'];
+    for (const which of order) {
+      const broker = which === 'collector' ? await startCollector() : await startMosquitto();
+      try {
+        results[load.name]![which].push(await drive(broker.port, load, `${which}-${load.name}-${r}`));
+        if (which === 'collector') collectorRss = Math.max(collectorRss, broker.peakRssMb());
+        else mosquittoRss = Math.max(mosquittoRss, broker.peakRssMb());
+      } finally {
+        await broker.stop();
+      }
+    }
+  }
+}
+
+const small = results['small']!;
+const batched = results['batched']!;
+const figures = {
+  rounds,
+  seconds_per_round: seconds,
+  sink: values.sink,
+  collector_qos1_msgs_per_s: Math.round(median(small.collector)),
+  mosquitto_qos1_msgs_per_s: Math.round(median(small.mosquitto)),
+  ratio_vs_mosquitto: Number((median(small.collector) / median(small.mosquitto)).toFixed(2)),
+  collector_batched_msgs_per_s: Math.round(median(batched.collector)),
+  mosquitto_batched_msgs_per_s: Math.round(median(batched.mosquitto)),
+  batched_ratio_vs_mosquitto: Number((median(batched.collector) / median(batched.mosquitto)).toFixed(2)),
+  readings_per_s: Math.round(median(batched.collector) * 500),
+  collector_rss_mb: collectorRss,
+  mosquitto_rss_mb: mosquittoRss,
+};
+
+console.log(`collector vs mosquitto, QoS 1, ${workers} load processes, median of ${rounds} × ${seconds} s (sink: ${values.sink})`);
+console.log('load                         collector      mosquitto   ratio');
+console.log(`1 reading/msg   (msgs/s)  ${String(figures.collector_qos1_msgs_per_s).padStart(12)} ${String(figures.mosquitto_qos1_msgs_per_s).padStart(14)}   ${figures.ratio_vs_mosquitto}`);
+console.log(`500 readings/msg (msgs/s) ${String(figures.collector_batched_msgs_per_s).padStart(12)} ${String(figures.mosquitto_batched_msgs_per_s).padStart(14)}   ${figures.batched_ratio_vs_mosquitto}`);
+console.log(`readings/s (batched)      ${String(figures.readings_per_s).padStart(12)}`);
+console.log(`peak RSS (MB)             ${String(collectorRss).padStart(12)} ${String(mosquittoRss).padStart(14)}`);
+console.log(`all rounds: ${JSON.stringify(results)}`);
+if (values.json) console.log(JSON.stringify(figures));

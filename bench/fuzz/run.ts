@@ -1,0 +1,55 @@
+/**
+ * `npm run fuzz` — the fuzz suites at length (the tests run them at factor 1): MQTT against the
+ * collector, HTTP against the cloud, bad input against the agent, seeded and reproducible.
+ * Exits 1 when any suite shows a crash, lost good data, an unknown error code or a bad answer.
+ *
+ *   npm run fuzz -- [--seed N] [--factor 20] [--suite mqtt|http|agent|modbus] [--json]
+ */
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { parseArgs } from 'node:util';
+import { agentSuite, fuzzFailures, httpSuite, mqttSuite, type Scale } from './suites.js';
+
+const { values } = parseArgs({
+  options: {
+    seed: { type: 'string' },
+    factor: { type: 'string', default: '20' },
+    suite: { type: 'string', multiple: true },
+    json: { type: 'boolean', default: false },
+  },
+});
+const seed = values.seed !== undefined ? Number(values.seed) : Math.floor(Math.random() * 1_000_000);
+const factor = Number(values.factor);
+const wanted = values.suite ?? ['mqtt', 'http', 'agent', 'modbus'];
+const suites = {
+  mqtt: mqttSuite,
+  http: httpSuite,
+  agent: (d: string, seed: number, s: Scale) => agentSuite(d, seed, s, 'inputs'),
+  modbus: (d: string, seed: number, s: Scale) => agentSuite(d, seed, s, 'modbus'),
+} as const;
+
+const out: Record<string, unknown> = { seed, factor };
+const failures: string[] = [];
+const started = Date.now();
+process.stdout.write(`edgetwin fuzz: seed ${seed}, factor ${factor}, suites ${wanted.join(', ')}\n`);
+for (const name of wanted) {
+  const run = suites[name as keyof typeof suites];
+  if (!run) throw new Error(`unknown suite "${name}" (mqtt, http, agent, modbus)`);
+  const dir = mkdtempSync(join(tmpdir(), `edgetwin-fuzz-${name}-`));
+  const t0 = Date.now();
+  const f = await run(dir, seed, { factor, lorisTimeout: true });
+  const why = fuzzFailures(name, f);
+  failures.push(...why);
+  out[name] = { ...f, seconds: Math.round((Date.now() - t0) / 1000) };
+  process.stdout.write(`\n${name} (${Math.round((Date.now() - t0) / 1000)} s) ${why.length ? 'FAIL' : 'PASS'}\n`);
+  for (const [k, v] of Object.entries(f)) process.stdout.write(`  ${k.padEnd(38)} ${typeof v === 'object' ? JSON.stringify(v) : String(v)}\n`);
+  if (why.length === 0) rmSync(dir, { recursive: true, force: true });
+  else process.stdout.write(`  state and logs kept in ${dir}\n`);
+}
+out['seconds'] = Math.round((Date.now() - started) / 1000);
+out['ok'] = failures.length === 0;
+out['failures'] = failures;
+process.stdout.write(`\n${failures.length === 0 ? 'PASS' : `FAIL:\n${failures.map((f) => `  - ${f}`).join('\n')}`}\n`);
+if (values.json) process.stdout.write(`${JSON.stringify(out)}\n`);
+process.exit(failures.length === 0 ? 0 : 1);

@@ -1,0 +1,42 @@
+export function ago(iso) {
+  if (!iso) return '—';
+  const s = Math.max(0, Math.round((Date.now() - Date.parse(iso)) / 1000));
+  if (s < 60) return `${s}s ago`;
+  if (s < 3600) return `${Math.floor(s / 60)}m ago`;
+  if (s < 86400) return `${Math.floor(s / 3600)}h ago`;
+  return `${Math.floor(s / 86400)}d ago`;
+}
+
+export function num(v, digits = 3) {
+  if (v === null || v === undefined || Number.isNaN(v)) return '—';
+  return Number(v).toLocaleString(undefined, { maximumFractionDigits: digits });
+}
+
+export function el(tag, attrs = {}, ...children) {
+  const e = document.createElement(tag);
+  for (const [k, v] of Object.entries(attrs)) {
+    if (v === undefined || v === null || v === false) continue;
+    if (k === 'class') e.className = v;
+    else if (k === 'text') e.textContent = v;
+    else e.setAttribute(k, v === true ? '' : String(v));
+  }
+  for (const c of children) e.append(c instanceof Node ? c : document.createTextNode(String(c)));
+  return e;
+}
+
+const HEALTH = { online: 'ok', stale: 'warn', offline: 'bad' };
+
+export function healthBadge(twin) {
+  const status = twin.health?.status ?? 'unknown';
+  return el('span', { class: `badge ${HEALTH[status] ?? ''}`, text: status });
+}
+
+export function anomalyBadge(twin) {
+  const a = twin.anomaly ?? {};
+  if (a.anomalous) return el('span', { class: 'badge bad', text: `anomaly ${num(a.score, 2)}${a.metric ? ` · ${a.metric}` : ''}` });
+  return el('span', { class: 'badge ok', text: a.score === null || a.score === undefined ? 'normal' : `normal ${num(a.score, 2)}` });
+}
+
+export function json(v) {
+  return JSON.stringify(v, null, 2);
+}

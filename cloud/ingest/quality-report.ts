@@ -1,0 +1,49 @@
+/** Batch data-quality figures from the `batches` table (kept for ingest.batchIdRetentionDays). */
+import type { SqliteDb } from '../../common/sqlite.js';
+import { qualityScore } from './quality.js';
+
+export interface QualityQuery {
+  site?: string | undefined;
+  batchId?: string | undefined;
+  from: number;
+  to: number;
+  limit: number;
+}
+
+interface Row {
+  batch_id: string;
+  site: string;
+  received: number;
+  readings: number;
+  passed: number;
+  quarantined: number;
+  rejected: number;
+  duplicates: number;
+  score: number | null;
+}
+
+export function qualityReport(db: SqliteDb, q: QualityQuery): { summary: Record<string, number | null>; items: Record<string, unknown>[] } {
+  const where = ['received >= ?', 'received < ?'];
+  const args: (string | number)[] = [q.from, q.to];
+  if (q.site !== undefined) (where.push('site = ?'), args.push(q.site));
+  if (q.batchId !== undefined) (where.push('batch_id = ?'), args.push(q.batchId));
+  const w = where.join(' AND ');
+  const s = db
+    .prepare(`SELECT count(*) AS batches, coalesce(sum(readings),0) AS readings, coalesce(sum(passed),0) AS passed, coalesce(sum(quarantined),0) AS quarantined,
+      coalesce(sum(rejected),0) AS rejected, coalesce(sum(duplicates),0) AS duplicates FROM batches WHERE ${w}`)
+    .get(...args) as { batches: number; readings: number; passed: number; quarantined: number; rejected: number; duplicates: number };
+  const summary = { ...s, score: qualityScore(s.passed, s.quarantined + s.rejected) };
+  const rows = db.prepare(`SELECT * FROM batches WHERE ${w} ORDER BY received DESC LIMIT ?`).all(...args, q.limit) as Row[];
+  const items = rows.map((r) => ({
+    batchId: r.batch_id,
+    site: r.site,
+    receivedAt: new Date(r.received).toISOString(),
+    readings: r.readings,
+    passed: r.passed,
+    quarantined: r.quarantined,
+    rejected: r.rejected,
+    duplicates: r.duplicates,
+    score: r.score,
+  }));
+  return { summary, items };
+}

@@ -1,0 +1,179 @@
+/**
+ * NAB evaluation of the agent's real scoring path.
+ *
+ *   npm run eval:nab -- --data <dir> --out <dir> [--windows <file>] [--profiles <file>]
+ *                       [--manifest <file>] [--model <name>] [--plots] [--json]
+ *
+ * Every `<data>/<category>/<file>.csv` is fed, in agent-sized batches, through the same OnnxScorer
+ * the agent runs (one session, one stream per file), and through NAB's windowed-Gaussian baseline.
+ * Both write NAB result files `<out>/<detector>/<category>/<detector>_<file>.csv`; files with windows
+ * are scored with NAB's scoring for each cost profile (threshold optimised over the corpus, as NAB
+ * does) and, for our detector, also at the model's shipped alert threshold.
+ */
+import { existsSync } from 'node:fs';
+import { dirname, join, resolve } from 'node:path';
+import { parseArgs } from 'node:util';
+import type { ScoringConfig } from '../../agent/scoring/config.js';
+import { modelPath, pickModel, readManifest, type ModelEntry } from '../../agent/scoring/manifest.js';
+import { OnnxScorer } from '../../agent/scoring/onnx-scorer.js';
+import type { SourceReading } from '../../agent/types.js';
+import { EdgetwinError, ErrorCodes, errorMessage } from '../../common/errors.js';
+import { listNabFiles, readNabProfiles, readNabSeries, readNabWindows, windowTimes, writeNabResult, type NabSeries } from './nab-data.js';
+import { optimiseThreshold, scoreAtThreshold, windowsToRows, type CostProfile, type ScoredSeries, type ThresholdResult } from './nab-score.js';
+import { writePlot } from './plot.js';
+import { fromRoot } from './repo.js';
+import { windowedGaussianScores } from './windowed-gaussian.js';
+
+/** NAB v1.1's cost profiles, used when no profiles file is found. */
+export const NAB_PROFILES: Record<string, CostProfile> = {
+  standard: { tpWeight: 1, fnWeight: 1, fpWeight: 0.11 },
+  reward_low_FP_rate: { tpWeight: 1, fnWeight: 1, fpWeight: 0.22 },
+  reward_low_FN_rate: { tpWeight: 1, fnWeight: 2, fpWeight: 0.11 },
+};
+
+export const DETECTOR = 'edgetwin';
+export const BASELINE = 'windowedGaussian';
+
+export interface EvalOptions {
+  data: string;
+  out: string;
+  windows?: string;
+  profiles?: string;
+  /** The model to run: an explicit entry and file, or a manifest (default models/manifest.json). */
+  model?: { entry: ModelEntry; path: string };
+  manifest?: string;
+  modelName?: string;
+  scoring?: Partial<ScoringConfig>;
+  /** Readings per score() call, as the agent batches them. */
+  batch?: number;
+  plots?: boolean;
+  progress?: (line: string) => void;
+}
+
+export interface EvalResult {
+  model: string;
+  files: Array<{ key: string; rows: number; windows: number | null; results: string[] }>;
+  /** Per detector, per profile: the best threshold over the corpus and its score. */
+  scores: Record<string, Record<string, ThresholdResult>>;
+  /** Our detector at the model's shipped alert threshold, per profile. */
+  shipped: { threshold: number; scores: Record<string, ThresholdResult> };
+  windowsFile: string;
+}
+
+/** Scores one series through the scorer exactly as the agent would, batch by batch. */
+export async function scoreSeries(scorer: OnnxScorer, series: NabSeries, batch: number): Promise<Float64Array> {
+  const scores = new Float64Array(series.values.length);
+  for (let at = 0; at < series.values.length; at += batch) {
+    const readings: SourceReading[] = [];
+    for (let i = at; i < Math.min(at + batch, series.values.length); i++) {
+      readings.push({ ts: series.times[i]!, metric: series.key, value: series.values[i]!, unit: '' });
+    }
+    await scorer.score(readings);
+    readings.forEach((r, j) => (scores[at + j] = r.score ?? 0));
+  }
+  return scores;
+}
+
+async function openScorer(opts: EvalOptions): Promise<OnnxScorer> {
+  if (opts.model) return OnnxScorer.load(opts.model.entry, opts.model.path, opts.scoring);
+  const manifestFile = opts.manifest ?? fromRoot('models/manifest.json');
+  const entry = pickModel(readManifest(manifestFile), opts.modelName ?? '');
+  return OnnxScorer.load(entry, modelPath(manifestFile, entry), opts.scoring);
+}
+
+function profilesFor(opts: EvalOptions, windowsFile: string): Record<string, CostProfile> {
+  if (opts.profiles) return readNabProfiles(opts.profiles);
+  const beside = join(dirname(windowsFile), 'profiles.json');
+  return existsSync(beside) ? readNabProfiles(beside) : NAB_PROFILES;
+}
+
+export async function evalNab(opts: EvalOptions): Promise<EvalResult> {
+  const windowsFile = resolve(opts.windows ?? fromRoot('../shared/nab/combined_windows.json'));
+  const windows = readNabWindows(windowsFile);
+  const profiles = profilesFor(opts, windowsFile);
+  const keys = listNabFiles(opts.data);
+  if (keys.length === 0) throw new EdgetwinError(ErrorCodes.USAGE, `no <category>/<file>.csv under ${opts.data}`);
+  const scorer = await openScorer(opts);
+  const corpus: Record<string, ScoredSeries[]> = { [DETECTOR]: [], [BASELINE]: [] };
+  const files: EvalResult['files'] = [];
+  try {
+    for (const [n, key] of keys.entries()) {
+      const started = Date.now();
+      const series = readNabSeries(opts.data, key);
+      const ours = await scoreSeries(scorer, series, opts.batch ?? 1000);
+      const base = windowedGaussianScores(series.values);
+      const results = [writeNabResult(opts.out, DETECTOR, series, ours), writeNabResult(opts.out, BASELINE, series, base)];
+      const known = windows[key];
+      if (known) {
+        const rows = windowsToRows(series.times, windowTimes(known));
+        corpus[DETECTOR]!.push({ name: key, scores: ours, windows: rows });
+        corpus[BASELINE]!.push({ name: key, scores: base, windows: rows });
+        if (opts.plots) results.push(writePlot(join(opts.out, 'plots'), series, ours, rows, scorer.alertThreshold));
+      }
+      files.push({ key, rows: series.values.length, windows: known ? known.length : null, results });
+      opts.progress?.(
+        `[${n + 1}/${keys.length}] ${key}: ${series.values.length} rows, ${known ? `${known.length} windows` : 'no windows (not scored)'}, ${Date.now() - started} ms`,
+      );
+    }
+  } finally {
+    await scorer.close();
+  }
+  const scores: EvalResult['scores'] = {};
+  for (const [det, c] of Object.entries(corpus)) {
+    scores[det] = Object.fromEntries(Object.entries(profiles).map(([p, w]) => [p, optimiseThreshold(c, w)]));
+  }
+  const threshold = scorer.alertThreshold;
+  const shipped = { threshold, scores: Object.fromEntries(Object.entries(profiles).map(([p, w]) => [p, scoreAtThreshold(corpus[DETECTOR]!, w, threshold)])) };
+  return { model: scorer.modelVersion, files, scores, shipped, windowsFile };
+}
+
+export function formatTable(r: EvalResult): string {
+  const profiles = Object.keys(r.scores[DETECTOR] ?? {});
+  const pad = (s: string, n: number): string => s.padEnd(n);
+  const lines = [`NAB normalised scores (${r.files.filter((f) => f.windows !== null).length} scored files, windows: ${r.windowsFile})`];
+  lines.push(pad('detector', 46) + profiles.map((p) => pad(p, 20)).join(''));
+  const row = (name: string, res: Record<string, ThresholdResult>): string =>
+    pad(name, 46) + profiles.map((p) => pad(`${res[p]!.normalised.toFixed(1)} (tp ${res[p]!.tp} fp ${res[p]!.fp})`, 20)).join('');
+  lines.push(row(`${DETECTOR} ${r.model}, best threshold`, r.scores[DETECTOR]!));
+  lines.push(row(`${DETECTOR} at shipped ${r.shipped.threshold.toFixed(4)}`, r.shipped.scores));
+  lines.push(row(`${BASELINE}, best threshold`, r.scores[BASELINE]!));
+  return lines.join('\n');
+}
+
+async function main(): Promise<void> {
+  const { values } = parseArgs({
+    options: {
+      data: { type: 'string' },
+      out: { type: 'string' },
+      windows: { type: 'string' },
+      profiles: { type: 'string' },
+      manifest: { type: 'string' },
+      model: { type: 'string' },
+      plots: { type: 'boolean', default: false },
+      json: { type: 'boolean', default: false },
+    },
+  });
+  if (!values.data || !values.out) {
+    console.error('usage: npm run eval:nab -- --data <dir> --out <dir> [--windows <file>] [--profiles <file>] [--manifest <file>] [--model <name>] [--plots] [--json]');
+    process.exit(2);
+  }
+  const result = await evalNab({
+    data: values.data,
+    out: values.out,
+    windows: values.windows,
+    profiles: values.profiles,
+    manifest: values.manifest,
+    modelName: values.model,
+    plots: values.plots,
+    progress: (line) => console.error(line),
+  });
+  console.log(formatTable(result));
+  if (values.json) console.log(JSON.stringify({ model: result.model, scores: result.scores, shipped: result.shipped }));
+}
+
+if (import.meta.url === `file://${process.argv[1]}`) {
+  main().catch((err) => {
+    console.error(`eval:nab failed: ${errorMessage(err)}`);
+    process.exit(1);
+  });
+}
