@@ -80,7 +80,7 @@ export class Agent {
       },
       { log: this.log, registry: this.registry, metricPrefix: 'edgetwin_outbox' },
     );
-    this.identity = bootIdentity(this.outbox);
+    this.identity = bootIdentity(this.outbox, this.log);
     this.uplink = new MqttUplink(cfg.uplink, { deviceId: cfg.deviceId, outbox: this.outbox, log: this.log, registry: this.registry });
     const host: SourceHost = {
       emit: (r) => this.emit(r),

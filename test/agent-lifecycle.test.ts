@@ -42,7 +42,9 @@ t.test('garbage over the outbox: quarantined with a clear log line, fresh outbox
     const agent = spawnDaemon(['agent', '--config', cfg]);
     t.teardown(() => void agent.kill('SIGKILL'));
     const ready = await agent.ready;
-    t.equal(ready['epoch'], 1, `round ${round}: a fresh outbox starts at epoch 1`);
+    // The epoch survives the quarantine (identity.json beside the outbox): reusing epoch 1 would
+    // give new readings identities the cloud already holds, and it would drop them as duplicates.
+    t.equal(ready['epoch'], round, `round ${round}: the epoch keeps counting up across a quarantine`);
     await waitFor(() => broker.readings('corrupt-1').length > before + 5, 10_000, `round ${round}: readings flowing`);
     const line = agent.output().split('\n').find((l) => l.includes('EDGETWIN_ERR_STORE_CORRUPT'));
     t.ok(line, `round ${round}: the log says what happened`);

@@ -104,3 +104,27 @@ t.test('a corrupt file is moved aside and a fresh outbox starts', async (t) => {
   t.equal(o.depth().rows, 1, 'the fresh outbox works');
   o.close();
 });
+
+t.test('the boot epoch and seq survive a quarantined outbox, so identities are never reused', async (t) => {
+  const { bootIdentity } = await import('../agent/identity.js');
+  const { dir, cleanup } = tempDir();
+  t.teardown(cleanup);
+  let o = open(dir);
+  t.same(bootIdentity(o), { epoch: 1, nextSeq: 1 });
+  o.meta.set('seq', 500);
+  o.close();
+  o = open(dir);
+  t.same(bootIdentity(o), { epoch: 2, nextSeq: 501 });
+  o.close();
+  writeFileSync(join(dir, 'o.db'), Buffer.alloc(8192, 0x5a));
+  o = open(dir);
+  t.ok(o.quarantinedTo, 'the outbox was replaced');
+  const id = bootIdentity(o);
+  t.equal(id.epoch, 3, 'the epoch continues from identity.json');
+  t.ok(id.nextSeq > 500, 'and so does the seq');
+  o.close();
+  writeFileSync(join(dir, 'identity.json'), '{not json');
+  o = open(dir);
+  t.equal(bootIdentity(o).epoch, 4, 'a damaged identity file falls back to the outbox');
+  o.close();
+});
