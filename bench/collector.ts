@@ -125,8 +125,25 @@ async function startMosquitto(): Promise<Broker> {
   return { proc, port, stop: stopper(proc, () => rmSync(dir, { recursive: true, force: true })), peakRssMb: () => peakRss(proc.pid) };
 }
 
+/** CPU seconds (user + system) a process has used so far. */
+function cpuSeconds(pid: number | undefined): number {
+  try {
+    const f = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1]!.split(' ');
+    return (Number(f[11]) + Number(f[12])) / 100;
+  } catch {
+    return NaN;
+  }
+}
+
+interface Driven {
+  msgsPerS: number;
+  /** Messages acknowledged per second of the broker's own CPU time (independent of the neighbours). */
+  msgsPerCpuS: number;
+}
+
 /** Runs `workers` generator processes against one broker; returns acknowledged messages per second. */
-async function drive(port: number, load: Load, tag: string): Promise<number> {
+async function drive(port: number, pid: number | undefined, load: Load, tag: string): Promise<Driven> {
+  const warmupMs = 1500;
   const kids = Array.from({ length: workers }, (_, w) =>
     fork(loadgen, ['127.0.0.1', String(port), String(load.connsPerWorker), String(load.window), String(load.readingsPerMessage), `${tag}-${w}`], { stdio: 'inherit' }),
   );
@@ -135,26 +152,34 @@ async function drive(port: number, load: Load, tag: string): Promise<number> {
     k.once('exit', (code) => reject(new Error(`load generator exited ${code}`)));
   })));
   const results = kids.map((k) => new Promise<{ acked: number; ms: number }>((resolve) => k.on('message', (m: { type: string; acked: number; ms: number }) => m.type === 'done' && resolve(m))));
-  for (const k of kids) k.send({ type: 'start', warmupMs: 1500, ms: seconds * 1000 });
+  for (const k of kids) k.send({ type: 'start', warmupMs, ms: seconds * 1000 });
+  await new Promise((r) => setTimeout(r, warmupMs));
+  const cpu0 = cpuSeconds(pid);
   const done = await Promise.all(results);
+  const cpu = cpuSeconds(pid) - cpu0;
   await Promise.all(kids.map((k) => new Promise((r) => (k.exitCode !== null ? r(null) : k.once('exit', r)))));
-  return done.reduce((s, d) => s + d.acked / (d.ms / 1000), 0);
+  const acked = done.reduce((s, d) => s + d.acked, 0);
+  return { msgsPerS: done.reduce((s, d) => s + d.acked / (d.ms / 1000), 0), msgsPerCpuS: acked / cpu };
 }
 
 const median = (xs: number[]): number => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
 
 const results: Record<string, Record<'collector' | 'mosquitto', number[]>> = {};
+const perCpu: Record<string, Record<'collector' | 'mosquitto', number[]>> = {};
 let collectorRss = 0;
 let mosquittoRss = 0;
 for (const load of LOADS) {
   results[load.name] = { collector: [], mosquitto: [] };
+  perCpu[load.name] = { collector: [], mosquitto: [] };
   for (let r = 0; r < rounds; r++) {
     // Alternate who goes first so neither always meets a warmer machine.
     const order: ('collector' | 'mosquitto')[] = r % 2 === 0 ? ['collector', 'mosquitto'] : ['mosquitto', 'collector'];
     for (const which of order) {
       const broker = which === 'collector' ? await startCollector() : await startMosquitto();
       try {
-        results[load.name]![which].push(await drive(broker.port, load, `${which}-${load.name}-${r}`));
+        const d = await drive(broker.port, broker.proc.pid, load, `${which}-${load.name}-${r}`);
+        results[load.name]![which].push(d.msgsPerS);
+        perCpu[load.name]![which].push(d.msgsPerCpuS);
         if (which === 'collector') collectorRss = Math.max(collectorRss, broker.peakRssMb());
         else mosquittoRss = Math.max(mosquittoRss, broker.peakRssMb());
       } finally {
@@ -177,6 +202,10 @@ const figures = {
   mosquitto_batched_msgs_per_s: Math.round(median(batched.mosquitto)),
   batched_ratio_vs_mosquitto: Number((median(batched.collector) / median(batched.mosquitto)).toFixed(2)),
   readings_per_s: Math.round(median(batched.collector) * 500),
+  collector_msgs_per_cpu_s: Math.round(median(perCpu['small']!.collector)),
+  mosquitto_msgs_per_cpu_s: Math.round(median(perCpu['small']!.mosquitto)),
+  cpu_ratio_vs_mosquitto: Number((median(perCpu['small']!.collector) / median(perCpu['small']!.mosquitto)).toFixed(2)),
+  readings_per_cpu_s: Math.round(median(perCpu['batched']!.collector) * 500),
   collector_rss_mb: collectorRss,
   mosquitto_rss_mb: mosquittoRss,
 };
@@ -186,6 +215,8 @@ console.log('load                         collector      mosquitto   ratio');
 console.log(`1 reading/msg   (msgs/s)  ${String(figures.collector_qos1_msgs_per_s).padStart(12)} ${String(figures.mosquitto_qos1_msgs_per_s).padStart(14)}   ${figures.ratio_vs_mosquitto}`);
 console.log(`500 readings/msg (msgs/s) ${String(figures.collector_batched_msgs_per_s).padStart(12)} ${String(figures.mosquitto_batched_msgs_per_s).padStart(14)}   ${figures.batched_ratio_vs_mosquitto}`);
 console.log(`readings/s (batched)      ${String(figures.readings_per_s).padStart(12)}`);
+console.log(`msgs per broker CPU-s     ${String(figures.collector_msgs_per_cpu_s).padStart(12)} ${String(figures.mosquitto_msgs_per_cpu_s).padStart(14)}   ${figures.cpu_ratio_vs_mosquitto}`);
+console.log(`readings per CPU-s (batched) ${String(figures.readings_per_cpu_s).padStart(9)}`);
 console.log(`peak RSS (MB)             ${String(collectorRss).padStart(12)} ${String(mosquittoRss).padStart(14)}`);
-console.log(`all rounds: ${JSON.stringify(results)}`);
+console.log(`all rounds (msgs/s): ${JSON.stringify(results)}`);
 if (values.json) console.log(JSON.stringify(figures));

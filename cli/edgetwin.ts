@@ -44,10 +44,13 @@ Options:
 
 Environment overrides: EDGETWIN_DEVICE_ID, EDGETWIN_AGENT_STATE_DIR, EDGETWIN_UPLINK_URL,
 EDGETWIN_UPLINK_USERNAME, EDGETWIN_UPLINK_PASSWORD, EDGETWIN_UPLINK_SAS_KEY (base64 device key for
-SAS tokens), EDGETWIN_UPLINK_SAS_KEY_FILE (secrets belong here or in mode-600 files, not in configs).
+SAS tokens), EDGETWIN_UPLINK_SAS_KEY_FILE (secrets belong here or in mode-600 files, not in configs),
+EDGETWIN_MODEL_PUBLIC_KEY_FILE (the model registry's public key: run only signed models).
 
 Sources (sources.* in the config): simulator, csvReplay, jsonLines (stdin), modbusTcp, http
-(POST /v1/readings on 127.0.0.1). /metrics and /healthz: admin.host:admin.port.`,
+(POST /v1/readings on 127.0.0.1). /metrics and /healthz: admin.host:admin.port.
+Scoring (scoring.* in the config): on when models/manifest.json is found; desired "model" and
+"thresholds" are followed live (docs/anomaly-detection.md).`,
   collector: `Usage: edgetwin collector [--config FILE]
        edgetwin collector devices <add|list|revoke|token> ...   (run 'edgetwin collector devices --help')
 
@@ -67,7 +70,8 @@ Options:
 
 Environment overrides: EDGETWIN_CLOUD_STATE_DIR, EDGETWIN_CLOUD_PORT,
 EDGETWIN_INGEST_TOKENS (comma-separated collector tokens), EDGETWIN_LAKEHOUSE_ROOT,
-EDGETWIN_EVENTHUBS_CONNECTION_STRING, EDGETWIN_CHECKPOINT_BLOB_CONNECTION_STRING.`,
+EDGETWIN_EVENTHUBS_CONNECTION_STRING, EDGETWIN_CHECKPOINT_BLOB_CONNECTION_STRING,
+EDGETWIN_MODEL_SIGNING_KEY_FILE (Ed25519 key, mode 600: sign uploaded models).`,
   demo: `Usage: edgetwin demo [options]
 
 Starts, on 127.0.0.1, one cloud twin API, one site collector and three simulated agents, each as

@@ -82,6 +82,9 @@ export class MqttBroker {
   ports: ListenerPorts = {};
   /** Sockets corked while one group commit's PUBACKs are written: one writev each, not one write per PUBACK. */
   private readonly corked = new Set<Writable>();
+  /** Readings acknowledged in the current group, counted once per group rather than per message. */
+  private acceptedInGroup = 0;
+  private groupOpen = false;
 
   constructor(private readonly cfg: MqttListenerConfig, private readonly deps: MqttBrokerDeps) {
     const r = deps.registry;
@@ -289,24 +292,28 @@ export class MqttBroker {
         this.mRejected.inc({ code: isEdgetwinError(err) ? err.code : ErrorCodes.INTERNAL });
         return done(err);
       }
-      this.mAccepted.inc(readings);
       SPOOLED.add(packet);
-      this.cork(client.conn);
+      this.inGroup(client.conn, readings);
       done(null);
     };
     if (build) this.deps.spoolWriter.write({ body: '', key: device }, finish, build);
     else this.deps.spoolWriter.write({ body: payload.toString('utf8'), key: device }, finish);
   }
 
-  /** The spool writer answers a whole group in one go; the uncork runs once it is done. */
-  private cork(conn: Writable): void {
-    if (this.corked.has(conn) || typeof conn.cork !== 'function') return;
-    if (this.corked.size === 0) {
+  /** The spool writer answers a whole group in one go; what follows it runs once, after the last PUBACK. */
+  private inGroup(conn: Writable, readings: number): void {
+    this.acceptedInGroup += readings;
+    if (!this.groupOpen) {
+      this.groupOpen = true;
       process.nextTick(() => {
         for (const c of this.corked) c.uncork();
         this.corked.clear();
+        this.mAccepted.inc(this.acceptedInGroup);
+        this.acceptedInGroup = 0;
+        this.groupOpen = false;
       });
     }
+    if (this.corked.has(conn) || typeof conn.cork !== 'function') return;
     conn.cork();
     this.corked.add(conn);
   }

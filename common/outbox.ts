@@ -36,6 +36,8 @@ export interface OutboxConfig {
   maxAgeMs?: number;
   /** When set, the database file plus its WAL stay within this many bytes (plus FILE_CAP_MARGIN_BYTES). */
   maxFileBytes?: number;
+  /** SQLite page cache in KiB; unset keeps better-sqlite3's default of 16 MiB, which a small device may not want. */
+  cacheKiB?: number;
 }
 
 export const outboxConfigSchema = {
@@ -49,6 +51,7 @@ export const outboxConfigSchema = {
     synchronous: { enum: ['full', 'normal'] },
     maxAgeMs: { type: 'integer', minimum: 0 },
     maxFileBytes: { type: 'integer', minimum: 262144 },
+    cacheKiB: { type: 'integer', minimum: 64 },
   },
 } as const;
 
@@ -109,6 +112,8 @@ class FileCap {
   readonly pageSize: number;
   readonly maxPages: number;
   readonly txnMaxBytes: number;
+  /** Pages one shrink step may move: each moved page is a WAL frame, so a step stays inside the WAL reserve. */
+  readonly shrinkStepPages: number;
   private readonly pageCount;
   private readonly freeCount;
 
@@ -122,6 +127,7 @@ class FileCap {
     // Rows cost about 1.5× their body in pages (row header, index entry, fill); the rest of a
     // transaction's frames are interior pages, the free list and pages moved by the vacuum.
     this.txnMaxBytes = Math.max(4096, Math.floor(walReserve / 8));
+    this.shrinkStepPages = Math.max(16, Math.floor(walReserve / 8 / this.pageSize));
     this.pageCount = db.prepare('PRAGMA page_count').pluck();
     this.freeCount = db.prepare('PRAGMA freelist_count').pluck();
   }
@@ -138,10 +144,10 @@ class FileCap {
     return this.pages() > this.maxPages;
   }
 
-  /** Hands free pages back to the file system. */
-  vacuum(): void {
-    const free = this.free();
-    if (free > 0) this.db.pragma(`incremental_vacuum(${free})`);
+  /** Hands free pages (at most `maxPages`) back to the file system. */
+  vacuum(maxPages = Infinity): void {
+    const n = Math.min(this.free(), maxPages);
+    if (n > 0) this.db.pragma(`incremental_vacuum(${n})`);
   }
 }
 
@@ -179,6 +185,7 @@ export class SqliteOutbox {
     });
     this.db = opened.db;
     this.quarantinedTo = opened.quarantinedTo;
+    if (cfg.cacheKiB) this.db.pragma(`cache_size = -${cfg.cacheKiB}`);
     this.migrate();
     this.meta = new MetaStore(this.db);
     this.cap = cfg.maxFileBytes ? new FileCap(this.db, cfg.maxFileBytes) : undefined;
@@ -188,12 +195,12 @@ export class SqliteOutbox {
     this.readLane = this.db.prepare<[number, number, number, number], OutboxRow>(
       'SELECT id, lane, grp, key, bytes, body, at FROM queue WHERE lane = ? AND id > ? AND id <= ? ORDER BY id LIMIT ?',
     );
-    this.deleteRange = this.db.prepare<[number, number, number]>('DELETE FROM queue WHERE lane = ? AND id >= ? AND id <= ? RETURNING bytes');
+    this.deleteRange = this.db.prepare<[number, number, number]>('DELETE FROM queue WHERE lane = ? AND id >= ? AND id <= ? RETURNING bytes').pluck();
     this.oldest = this.db.prepare<[number], { id: number; bytes: number }>('SELECT id, bytes FROM queue WHERE lane = ? ORDER BY id LIMIT 256');
     this.deleteId = this.db.prepare<[number]>('DELETE FROM queue WHERE id = ?');
-    this.expireChunk = this.db.prepare<[number, number, number]>(
-      'DELETE FROM queue WHERE id IN (SELECT id FROM queue WHERE lane = ? ORDER BY id LIMIT ?) AND at < ? RETURNING bytes',
-    );
+    this.expireChunk = this.db
+      .prepare<[number, number, number]>('DELETE FROM queue WHERE id IN (SELECT id FROM queue WHERE lane = ? ORDER BY id LIMIT ?) AND at < ? RETURNING bytes')
+      .pluck();
 
     const p = opts.metricPrefix ?? 'edgetwin_outbox';
     const reg = opts.registry;
@@ -363,8 +370,8 @@ export class SqliteOutbox {
       let n = 0;
       for (const lane of LANES_DROP_ORDER) {
         for (;;) {
-          const gone = this.expireChunk.all(lane, CHUNK, cutoff) as { bytes: number }[];
-          for (const g of gone) this.forget(lane, g.bytes, 'age');
+          const gone = this.expireChunk.all(lane, CHUNK, cutoff) as number[];
+          for (const b of gone) this.forget(lane, b, 'age');
           n += gone.length;
           if (gone.length < CHUNK) break;
         }
@@ -395,20 +402,23 @@ export class SqliteOutbox {
   /** Deletes the rows of `lane` with ids in [fromId, toId]; returns how many were still there. */
   ack(lane: Lane, fromId: number, toId: number): number {
     if (this.closed) return 0;
-    const gone = this.deleteRange.all(lane, fromId, toId) as { bytes: number }[];
-    for (const g of gone) this.bytes -= g.bytes;
+    const gone = this.deleteRange.all(lane, fromId, toId) as number[];
+    for (const b of gone) this.bytes -= b;
     this.rows -= gone.length;
     this.maybeShrink();
     this.updateGauges();
     return gone.length;
   }
 
-  /** Once most of the file is free pages (a drained backlog), give them back to the disk. */
+  /**
+   * Once most of the file is free pages (a drained backlog), give them back to the disk, a step at
+   * a time: a vacuum moves pages, and one big move would grow the WAL past its reserve.
+   */
   private maybeShrink(): void {
     const cap = this.cap;
     if (!cap) return;
     const free = cap.free();
-    if (free > 256 && free * 2 > cap.pages()) cap.vacuum();
+    if (free >= cap.shrinkStepPages && free * 2 > cap.pages()) cap.vacuum(cap.shrinkStepPages);
   }
 
   depth(): { rows: number; bytes: number } {

@@ -108,7 +108,7 @@ t.test('progress: a bar on a terminal, log lines otherwise', async (t) => {
   t.teardown(cleanup);
   const file = nabFile(dir, 200);
   const cfg = join(dir, 'agent.json');
-  writeFileSync(cfg, JSON.stringify({ deviceId: 'csv-p', stateDir: join(dir, 'agent'), uplink: { url: 'mqtt://127.0.0.1:1' }, sources: { simulator: { enabled: false }, csvReplay: { enabled: true, file, speed: 0 } }, twin: { enabled: false } }));
+  writeFileSync(cfg, JSON.stringify({ deviceId: 'csv-p', stateDir: join(dir, 'agent'), uplink: { url: 'mqtt://127.0.0.1:1' }, sources: { simulator: { enabled: false }, csvReplay: { enabled: true, file, speed: 0 } }, twin: { enabled: false }, scoring: { enabled: false } }));
   const agent = spawnDaemon(['agent', '--config', cfg]);
   t.teardown(() => void agent.kill('SIGKILL'));
   await agent.ready;

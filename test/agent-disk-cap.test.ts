@@ -38,8 +38,8 @@ t.test('a flood never takes the file plus WAL over maxBytes, and counts every dr
     const perTxn = Math.max(1, Math.floor(o.txnMaxBytes / 100));
     let seq = 0;
     let peak = 0;
-    for (const burst of [1, 7, 40, perTxn]) {
-      for (let k = 0; k < 400; k++) {
+    for (const [burst, times] of [[1, 60], [7, 60], [40, 100], [perTxn, 400]] as const) {
+      for (let k = 0; k < times; k++) {
         const items = Array.from({ length: burst }, () => ({ body: reading(++seq), grp: 1 }));
         o.append(items);
         peak = Math.max(peak, o.footprint().total);
@@ -56,12 +56,32 @@ t.test('a flood never takes the file plus WAL over maxBytes, and counts every dr
   }
 });
 
+t.test('draining a full outbox gives the space back, a step at a time, within the cap', async (t) => {
+  const { dir, cleanup } = tempDir();
+  t.teardown(cleanup);
+  const cap = 1 << 20;
+  const o = capped(dir, cap);
+  let seq = 0;
+  for (let k = 0; k < 400; k++) o.append(Array.from({ length: 50 }, () => ({ body: reading(++seq) })));
+  const full = o.db.pragma('page_count', { simple: true }) as number;
+  let peak = 0;
+  while (o.depth().rows > 0) {
+    const rows = o.read(LANE_NORMAL, 0, 100);
+    o.ack(LANE_NORMAL, rows[0]!.id, rows[rows.length - 1]!.id);
+    peak = Math.max(peak, o.footprint().total);
+  }
+  t.ok(peak <= cap + FILE_CAP_MARGIN_BYTES, `peak ${peak} bytes while draining`);
+  const after = o.db.pragma('page_count', { simple: true }) as number;
+  t.ok(after < full / 2, `the file shrank from ${full} to ${after} pages`);
+  o.close();
+});
+
 t.test('alerts are dropped last', async (t) => {
   const { dir, cleanup } = tempDir();
   t.teardown(cleanup);
   const o = capped(dir, 256 * 1024);
   o.append([{ body: '{"alert":1}', lane: LANE_PRIORITY }]);
-  for (let k = 0; k < 2000; k++) o.append(Array.from({ length: 10 }, (_, i) => ({ body: reading(k * 10 + i) })));
+  for (let k = 0; k < 200; k++) o.append(Array.from({ length: 100 }, (_, i) => ({ body: reading(k * 100 + i) })));
   t.same(o.read(LANE_PRIORITY, 0, 10).map((r) => r.body), ['{"alert":1}'], 'the alert outlived 20 000 readings of telemetry');
   t.ok(o.depth().rows < 20000, 'telemetry was dropped');
   o.close();

@@ -23,6 +23,8 @@ function agentConfig(dir: string, mqttPort: number, simulator: boolean): string 
     sources: { simulator: { enabled: simulator, intervalMs: 10, readingsPerTick: 5 } },
     admin: { enabled: false },
     twin: { enabled: false },
+    // The daemon would load the ONNX model when it finds models/manifest.json: not what this test is about.
+    scoring: { enabled: false },
     log: { level: 'warn' },
   };
   writeFileSync(f, JSON.stringify(cfg));

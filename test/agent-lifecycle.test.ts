@@ -31,6 +31,7 @@ t.test('garbage over the outbox: quarantined with a clear log line, fresh outbox
     sources: { simulator: { intervalMs: 20 } },
     admin: { enabled: false },
     twin: { enabled: false },
+    scoring: { enabled: false },
   });
   const db = join(stateDir, 'outbox.db');
 
@@ -78,6 +79,7 @@ t.test('SIGTERM commits the readings in memory and closes the database cleanly',
     outbox: { flushIntervalMs: 60_000, flushMaxReadings: 100_000 },
     sources: { simulator: { enabled: false }, jsonLines: { enabled: true } },
     twin: { enabled: false },
+    scoring: { enabled: false },
   });
   const agent = spawnDaemon(['agent', '--config', cfg], {}, { stdin: 'pipe' });
   t.teardown(() => void agent.kill('SIGKILL'));

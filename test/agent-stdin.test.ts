@@ -28,6 +28,7 @@ t.test('good lines flow, bad lines are reported by number, counted and skipped',
       uplink: { url: broker.url, batchMaxDelayMs: 10 },
       sources: { simulator: { enabled: false }, jsonLines: { enabled: true, maxLineBytes: 200 } },
       twin: { enabled: false },
+      scoring: { enabled: false },
     }),
   );
   const agent = spawnDaemon(['agent', '--config', cfg], {}, { stdin: 'pipe' });

@@ -97,42 +97,40 @@ t.test('persistent session: what was in flight when the broker died is re-sent, 
   t.ok(broker.connects.length >= 2 && broker.connects.every((c) => !c.clean), 'reconnected with the same persistent session');
 });
 
-t.test('alerts go first, ahead of a telemetry backlog', async (t) => {
+/** An agent whose broker is down (on a known port) until the test starts it again. */
+async function offline(t: Test, device: string, uplink: object): Promise<{ broker: TestBroker; agent: Agent; src: ManualSource; port: number }> {
   const src = new ManualSource();
   const { dir, cleanup } = tempDir();
   t.teardown(cleanup);
   const broker = new TestBroker();
-  await broker.start();
-  const port = broker.port;
+  const port = await broker.start();
   await broker.stop();
+  const agent = await startAgent(`${dir}/agent`, device, port, [src], { twin: { enabled: false }, uplink: { backoff: { initialMs: 50, maxMs: 100 }, ...uplink } });
+  t.teardown(async () => {
+    await agent.stop(200);
+    await broker.stop();
+  });
+  return { broker, agent, src, port };
+}
+
+t.test('alerts go first, ahead of a telemetry backlog', async (t) => {
   // The broker is down while the backlog and then an alert are committed.
-  const agent = await startAgent(`${dir}/agent`, 'up-2', port, [src], { twin: { enabled: false }, uplink: { batchMaxReadings: 50, backoff: { initialMs: 50, maxMs: 100 } } });
-  t.teardown(() => agent.stop(200));
+  const { broker, agent, src, port } = await offline(t, 'up-2', { batchMaxReadings: 50 });
   src.push(Array.from({ length: 1000 }, (_, k) => r(k)));
   src.push([r(1000, { alert: true, metric: 'alarm' })]);
   await agent.flush();
   await broker.start(port);
-  t.teardown(() => broker.stop());
   await waitFor(() => broker.readings().length >= 1001, 10_000, 'everything delivered');
   t.same(broker.batches[0]!.readings.map((x) => [x.metric, x.alert]), [['alarm', true]], 'the first message after reconnect is the alert');
 });
 
 t.test('a backlog drains at full speed without starving live readings', async (t) => {
-  const src = new ManualSource();
-  const { dir, cleanup } = tempDir();
-  t.teardown(cleanup);
-  const broker = new TestBroker();
-  await broker.start();
-  const port = broker.port;
-  await broker.stop();
-  const agent = await startAgent(`${dir}/agent`, 'up-3', port, [src], { twin: { enabled: false }, uplink: { batchMaxReadings: 100, inflightMax: 2, batchMaxDelayMs: 0, backoff: { initialMs: 50, maxMs: 100 } } });
-  t.teardown(() => agent.stop(200));
+  const { broker, agent, src, port } = await offline(t, 'up-3', { batchMaxReadings: 100, inflightMax: 2, batchMaxDelayMs: 0 });
   const BACKLOG = 20_000;
   for (let k = 0; k < BACKLOG; k += 1000) src.push(Array.from({ length: 1000 }, (_, i) => r(k + i)));
   await agent.flush();
   broker.holdAcks = true;
   await broker.start(port);
-  t.teardown(() => broker.stop());
   // While the first PUBACKs are held, a live reading arrives.
   await waitFor(() => broker.heldAcks > 0, 5000, 'first batches out');
   src.push([r(BACKLOG, { metric: 'live' })]);

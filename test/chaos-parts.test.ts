@@ -1,5 +1,5 @@
 import { connect, createServer, type Socket } from 'node:net';
-import t from 'tap';
+import t, { type Test } from 'tap';
 import { FaultyTcpProxy } from '../bench/chaos/tcp-proxy.js';
 import { makeSchedule } from '../bench/chaos/schedule.js';
 import { waitFor } from './helpers/util.js';
@@ -33,7 +33,8 @@ function client(port: number): Promise<{ sock: Socket; received: () => string; c
   });
 }
 
-t.test('the proxy passes, delays, black-holes, cuts and partitions', async (t) => {
+/** An echo server behind a FaultyTcpProxy, both stopped when the test ends. */
+async function proxiedEcho(t: Test): Promise<{ proxy: FaultyTcpProxy; port: number }> {
   const echo = await echoServer();
   const proxy = new FaultyTcpProxy(echo.port);
   const port = await proxy.start();
@@ -41,6 +42,11 @@ t.test('the proxy passes, delays, black-holes, cuts and partitions', async (t) =
     await proxy.stop();
     await echo.close();
   });
+  return { proxy, port };
+}
+
+t.test('the proxy passes, delays, black-holes, cuts and partitions', async (t) => {
+  const { proxy, port } = await proxiedEcho(t);
 
   const a = await client(port);
   a.sock.write('hello');
@@ -85,13 +91,7 @@ t.test('the same seed gives the same schedule; every asked kind occurs; the tail
 });
 
 t.test('a shrinking delay never reorders bytes; healing a black hole resets the holed connections only', async (t) => {
-  const echo = await echoServer();
-  const proxy = new FaultyTcpProxy(echo.port);
-  const port = await proxy.start();
-  t.teardown(async () => {
-    await proxy.stop();
-    await echo.close();
-  });
+  const { proxy, port } = await proxiedEcho(t);
   const a = await client(port);
   proxy.delayMs = 200;
   a.sock.write('1');

@@ -203,9 +203,11 @@ export class ModelRollout implements Scorer {
         this.setStatus(this.baseline ? 'trial' : 'accepted', null);
         return undefined;
       }
-      let stored: StoredModel;
+      // Desired may name the configured model (a promotion back to it): that one is on disk already and trusted.
+      const configured = sameModel(desired, this.configured.entry);
+      let stored: StoredModel | undefined;
       try {
-        stored = await this.obtain(desired);
+        if (!configured) stored = await this.obtain(desired);
       } catch (err) {
         // Collector away, a damaged copy: tried again with backoff, the running model carries on.
         this.mRollouts.inc({ result: 'failed' });
@@ -216,7 +218,9 @@ export class ModelRollout implements Scorer {
       }
       let next: OnnxModel;
       try {
-        next = await this.scorer.prepare(this.checkEntry(desired, stored), this.files.filePath(desired.name, desired.version));
+        next = stored
+          ? await this.scorer.prepare(this.checkEntry(desired, stored), this.files.filePath(desired.name, desired.version))
+          : await this.scorer.prepare(this.configured.entry, this.configured.path);
       } catch (err) {
         // The model itself is unfit (signature, manifest, onnxruntime): not retried.
         const why = this.refusal(desired, err);
@@ -227,7 +231,7 @@ export class ModelRollout implements Scorer {
         this.log.error({ model: desired.version, code: why.code, err: why.message }, 'model refused; the running model carries on');
         throw err;
       }
-      await this.activate(next, !this.kept.accepted.includes(keyOf(desired)));
+      await this.activate(next, configured ? 'config' : 'rollout', !configured && !this.kept.accepted.includes(keyOf(desired)));
       return undefined;
     });
   }
@@ -254,7 +258,7 @@ export class ModelRollout implements Scorer {
 
   // ---- swaps ----
 
-  private async activate(next: OnnxModel, onTrial: boolean): Promise<void> {
+  private async activate(next: OnnxModel, origin: Running['origin'], onTrial: boolean): Promise<void> {
     const prev = await this.scorer.swap(next);
     if (this.baseline) await prev.close(); // it was on trial itself; the baseline stays the reference
     else if (onTrial) this.baseline = { ...this.current, model: prev };
@@ -263,7 +267,7 @@ export class ModelRollout implements Scorer {
       await this.baseline.model.close();
       this.baseline = undefined;
     }
-    this.current = { version: next.version, sha256: next.entry.sha256, origin: 'rollout', counts: new AlertCount() };
+    this.current = { version: next.version, sha256: next.entry.sha256, origin, counts: new AlertCount() };
     this.judgement = undefined;
     this.retry.reset();
     this.mRollouts.inc({ result: onTrial ? 'trial' : 'activated' });

@@ -7,6 +7,7 @@
  */
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
+import { adminHttpConfigSchema } from '../../common/admin-http.js';
 import { EdgetwinError, ErrorCodes, errorMessage, isEdgetwinError } from '../../common/errors.js';
 import type { Source, SourceContext, SourceReading } from '../types.js';
 import { inputItems, toReading } from './reading-input.js';
@@ -25,9 +26,8 @@ export const httpReadingsConfigSchema = {
   type: 'object',
   additionalProperties: false,
   properties: {
-    enabled: { type: 'boolean' },
-    host: { type: 'string', minLength: 1 },
-    port: { type: 'integer', minimum: 0, maximum: 65535 },
+    // enabled, host, port: the same keys as every admin endpoint.
+    ...adminHttpConfigSchema.properties,
     maxBodyBytes: { type: 'integer', minimum: 256, maximum: 64 << 20 },
   },
 } as const;

@@ -124,7 +124,16 @@ export class ModbusTcpSource implements Source {
     // A request of a previous connection may never settle: each connection queues on its own.
     this.chain = Promise.resolve();
     client.setTimeout(this.cfg.timeoutMs);
-    await client.connectTCP(this.cfg.host, { port: this.cfg.port });
+    // A host that drops SYNs would otherwise hold the start for the OS connect timeout (minutes).
+    let timer: NodeJS.Timeout | undefined;
+    const timeout = new Promise<never>((_, reject) => {
+      timer = setTimeout(() => reject(new EdgetwinError(ErrorCodes.SOURCE, `modbus ${this.cfg.host}:${this.cfg.port}: no connection after ${this.cfg.timeoutMs} ms`)), this.cfg.timeoutMs);
+    });
+    try {
+      await Promise.race([client.connectTCP(this.cfg.host, { port: this.cfg.port }), timeout]);
+    } finally {
+      clearTimeout(timer);
+    }
     client.setID(this.cfg.unitId);
     ctx.log.info({ host: this.cfg.host, port: this.cfg.port, registers: this.registers.length }, 'modbus connected');
     client.on('close', () => {

@@ -4,6 +4,8 @@ import type { Peaks } from './peaks.js';
 import type { VerifyFigures } from './verify.js';
 
 export interface ChaosFigures extends VerifyFigures, Peaks {
+  /** How to run this again: `npm run chaos -- …` with the seed. */
+  command: string;
   seed: number;
   quick: boolean;
   agents: number;
@@ -23,6 +25,7 @@ export interface ChaosFigures extends VerifyFigures, Peaks {
   faults: Record<string, number>;
   faults_skipped: Record<string, number>;
   cloud_outage_s: number;
+  duration_s: number;
   spool_cap_bytes: number;
   outbox_cap_bytes: number;
   send_s: number;

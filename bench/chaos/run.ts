@@ -204,7 +204,9 @@ async function main(): Promise<number> {
   const v = await checker.verify({ lakeRoot, ledgerCsv: join(dir, 'ledger.csv'), lastSeq, workDir: dir });
   checker.close();
 
+  const args = process.argv.slice(2).filter((a, i, all) => a !== '--json' && a !== '--keep' && a !== '--seed' && all[i - 1] !== '--seed' && a !== '--dir' && all[i - 1] !== '--dir');
   const base = {
+    command: ['npm run chaos --', ...args, '--seed', String(seed)].join(' '),
     seed,
     quick,
     agents: o.agents,
@@ -223,6 +225,7 @@ async function main(): Promise<number> {
     faults: injector.injected,
     faults_skipped: injector.skipped,
     cloud_outage_s: o.outageMs / 1000,
+    duration_s: o.runMs / 1000,
     spool_cap_bytes: o.spoolMaxBytes,
     outbox_cap_bytes: o.outboxMaxBytes,
     send_s: sendS,

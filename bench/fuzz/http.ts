@@ -30,6 +30,8 @@ export interface HttpFuzzFigures {
   /** Answers that broke a rule (a 5xx, an error without a known code, leaked data); must be 0. */
   http_violations: number;
   http_violation_samples: string[];
+  /** Violations by what went wrong: `500 <message>`, `no code <code>`, `leak`, `no answer`, `other device`. */
+  http_violations_by_kind: Record<string, number>;
   http_by_status: Record<string, number>;
 }
 
@@ -111,9 +113,10 @@ function corrupt(r: Rng, text: string): string {
 
 export async function fuzzHttp(o: HttpFuzzOptions): Promise<HttpFuzzFigures> {
   const r = rng(o.seed);
-  const f: HttpFuzzFigures = { http_requests: 0, http_errors: 0, http_violations: 0, http_violation_samples: [], http_by_status: {} };
-  const violation = (what: string): void => {
+  const f: HttpFuzzFigures = { http_requests: 0, http_errors: 0, http_violations: 0, http_violation_samples: [], http_violations_by_kind: {}, http_by_status: {} };
+  const violation = (what: string, kind: string): void => {
     f.http_violations++;
+    f.http_violations_by_kind[kind] = (f.http_violations_by_kind[kind] ?? 0) + 1;
     if (f.http_violation_samples.length < 10) f.http_violation_samples.push(what);
   };
   const routes = READ_ROUTES(o.device);
@@ -133,27 +136,28 @@ export async function fuzzHttp(o: HttpFuzzOptions): Promise<HttpFuzzFigures> {
         return;
       }
       // Only an over-limit body may be cut off by the server before it is all sent.
-      if (!(body && body.length > o.bodyLimitBytes)) violation(`${method} ${path.slice(0, 120)}: no answer (${String(err)})`);
+      if (!(body && body.length > o.bodyLimitBytes)) violation(`${method} ${path.slice(0, 120)}: no answer (${String(err)})`, 'no answer');
       return;
     }
     f.http_by_status[status] = (f.http_by_status[status] ?? 0) + 1;
     const where = `${method} ${path.slice(0, 120)} → ${status}`;
-    if (status >= 500 && status !== 503) violation(`${where}: ${text.slice(0, 200)}`);
+    let parsed: { code?: unknown; message?: unknown } = {};
+    try {
+      parsed = JSON.parse(text) as typeof parsed;
+    } catch {
+      // not JSON: judged below where it matters
+    }
+    if (status >= 500 && status !== 503) violation(`${where}: ${text.slice(0, 200)}`, `${status} ${String(parsed.message ?? '').slice(0, 60)}`);
     if (status >= 400) {
       f.http_errors++;
-      let code: unknown;
-      try {
-        code = (JSON.parse(text) as { code?: unknown }).code;
-      } catch {
-        // reported below
-      }
-      if (typeof code !== 'string' || !ERROR_CODES.has(code)) violation(`${where}: error without a known code: ${text.slice(0, 200)}`);
+      const code = parsed.code;
+      if (typeof code !== 'string' || !ERROR_CODES.has(code)) violation(`${where}: error without a known code: ${text.slice(0, 200)}`, `no code ${typeof code === 'string' ? code : 'non-JSON'}`);
     }
-    if (/root:.*:0:0:/.test(text)) violation(`${where}: /etc/passwd leaked`);
+    if (/root:.*:0:0:/.test(text)) violation(`${where}: /etc/passwd leaked`, 'leak');
     if (status === 200 && path.includes('/telemetry') && text.includes('"device"')) {
       // A history query answers only for the device in its path.
       const devices = [...text.matchAll(/"device":"([^"]*)"/g)].map((m) => m[1]);
-      if (devices.some((d) => d !== o.device) && path.startsWith(`/v1/twins/${encodeURIComponent(o.device)}/`)) violation(`${where}: another device's history`);
+      if (devices.some((d) => d !== o.device) && path.startsWith(`/v1/twins/${encodeURIComponent(o.device)}/`)) violation(`${where}: another device's history`, 'other device');
     }
   };
 

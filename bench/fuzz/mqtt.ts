@@ -236,7 +236,7 @@ export async function fuzzMqtt(o: MqttFuzzOptions): Promise<MqttFuzzFigures> {
     f.mqtt_payloads += n;
     done += n;
     const acks = pubackCounter();
-    await sendAndClose(o.port, chunks, 5000, acks.onData, () => acks.count() >= n);
+    await sendAndClose(o.port, chunks, 30_000, acks.onData, () => acks.count() >= n);
     f.mqtt_payloads_acked += acks.count();
   }
 
@@ -255,7 +255,7 @@ export async function fuzzMqtt(o: MqttFuzzOptions): Promise<MqttFuzzFigures> {
     const acks = pubackCounter();
     const p = gen({ cmd: 'publish', topic: topics.telemetry(device), payload: Buffer.alloc(size, 0x7b), qos: 1, messageId: 7, retain: false, dup: false });
     f.mqtt_oversize++;
-    await sendAndClose(o.port, [connectPacket(device), p], 5000, acks.onData, () => acks.count() >= 1);
+    await sendAndClose(o.port, [connectPacket(device), p], 30_000, acks.onData, () => acks.count() >= 1);
     f.mqtt_oversize_acked += acks.count();
   }
 

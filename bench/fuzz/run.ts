@@ -3,7 +3,7 @@
  * collector, HTTP against the cloud, bad input against the agent, seeded and reproducible.
  * Exits 1 when any suite shows a crash, lost good data, an unknown error code or a bad answer.
  *
- *   npm run fuzz -- [--seed N] [--factor 20] [--suite mqtt|http|agent|modbus] [--json]
+ *   npm run fuzz -- [--seed N] [--factor 10] [--suite mqtt|http|agent|modbus]... [--loris-wait-s 35] [--json]
  */
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -14,9 +14,11 @@ import { agentSuite, fuzzFailures, httpSuite, mqttSuite, type Scale } from './su
 const { values } = parseArgs({
   options: {
     seed: { type: 'string' },
-    factor: { type: 'string', default: '20' },
+    factor: { type: 'string', default: '10' },
     suite: { type: 'string', multiple: true },
     json: { type: 'boolean', default: false },
+    /** How long slow-loris sockets are watched for the collector's CONNECT timeout; 0 skips it (the tests). */
+    'loris-wait-s': { type: 'string', default: '35' },
   },
 });
 const seed = values.seed !== undefined ? Number(values.seed) : Math.floor(Math.random() * 1_000_000);
@@ -29,7 +31,8 @@ const suites = {
   modbus: (d: string, seed: number, s: Scale) => agentSuite(d, seed, s, 'modbus'),
 } as const;
 
-const out: Record<string, unknown> = { seed, factor };
+const args = process.argv.slice(2).filter((a, i, all) => a !== '--json' && a !== '--seed' && all[i - 1] !== '--seed');
+const out: Record<string, unknown> = { command: ['npm run fuzz --', ...args, '--seed', String(seed)].join(' '), seed, factor };
 const failures: string[] = [];
 const started = Date.now();
 process.stdout.write(`edgetwin fuzz: seed ${seed}, factor ${factor}, suites ${wanted.join(', ')}\n`);
@@ -38,7 +41,7 @@ for (const name of wanted) {
   if (!run) throw new Error(`unknown suite "${name}" (mqtt, http, agent, modbus)`);
   const dir = mkdtempSync(join(tmpdir(), `edgetwin-fuzz-${name}-`));
   const t0 = Date.now();
-  const f = await run(dir, seed, { factor, lorisTimeout: true });
+  const f = await run(dir, seed, { factor, lorisWaitMs: Number(values['loris-wait-s']) * 1000 });
   const why = fuzzFailures(name, f);
   failures.push(...why);
   out[name] = { ...f, seconds: Math.round((Date.now() - t0) / 1000) };

@@ -20,8 +20,8 @@ import { fuzzMqtt, lorisClosedWithin } from './mqtt.js';
 export interface Scale {
   /** 1 for npm test; larger for `npm run fuzz`. */
   factor: number;
-  /** Also wait out the collector's CONNECT timeout (30 s) to see slow-loris sockets closed. */
-  lorisTimeout: boolean;
+  /** How long to watch fresh slow-loris sockets for the collector's CONNECT timeout (30 s); 0 skips it. */
+  lorisWaitMs: number;
 }
 
 export interface Common {
@@ -40,8 +40,9 @@ function unknown(codes: Iterable<string>): string[] {
 }
 
 export async function mqttSuite(dir: string, seed: number, s: Scale): Promise<Common & Record<string, unknown>> {
-  const stack = await new FuzzStack({ dir, overrides: { collector: { mqtt: { maxPayloadBytes: MAX_PAYLOAD } } } }).start();
+  const stack = new FuzzStack({ dir, overrides: { collector: { mqtt: { maxPayloadBytes: MAX_PAYLOAD } } } });
   try {
+    await stack.start();
     const collector = stack.cluster.collectors[0]!;
     const rejected0 = await stack.labels(collector, 'edgetwin_broker_rejected_total', 'code');
     const connErr0 = await stack.metric(collector, 'edgetwin_broker_connection_errors_total');
@@ -57,7 +58,7 @@ export async function mqttSuite(dir: string, seed: number, s: Scale): Promise<Co
       maxPayloadBytes: MAX_PAYLOAD,
       slowLoris: 20 * s.factor,
     });
-    const lorisClosed = s.lorisTimeout ? await lorisClosedWithin(stack.mqttPort, 20 * s.factor, 35_000) : undefined;
+    const lorisClosed = s.lorisWaitMs > 0 ? await lorisClosedWithin(stack.mqttPort, 20 * s.factor, s.lorisWaitMs) : undefined;
     await good.stop();
     // A device that connects after all that is served as usual.
     const fresh = await mqtt.connectAsync(`mqtt://127.0.0.1:${stack.mqttPort}`, { clientId: 'fuzz-fresh', protocolVersion: 4, reconnectPeriod: 0 });
@@ -71,7 +72,7 @@ export async function mqttSuite(dir: string, seed: number, s: Scale): Promise<Co
       mqtt_bad_payload_counted: delta(ErrorCodes.BAD_PAYLOAD),
       mqtt_oversize_counted: delta(ErrorCodes.PAYLOAD_TOO_LARGE),
       mqtt_connection_errors_counted: (await stack.metric(collector, 'edgetwin_broker_connection_errors_total')) - connErr0,
-      ...(lorisClosed !== undefined ? { mqtt_slowloris_closed_by_timeout: lorisClosed } : {}),
+      ...(lorisClosed !== undefined ? { mqtt_slowloris_watched: 20 * s.factor, mqtt_slowloris_closed_by_timeout: lorisClosed } : {}),
       crashes: stack.crashes.length,
       good_acked: good.acked,
       good_stored: stored,
@@ -86,15 +87,16 @@ export async function mqttSuite(dir: string, seed: number, s: Scale): Promise<Co
 
 export async function httpSuite(dir: string, seed: number, s: Scale): Promise<Common & Record<string, unknown>> {
   const bodyLimitBytes = 1024 * 1024;
-  const stack = await new FuzzStack({ dir, overrides: { cloud: { http: { bodyLimitBytes } } } }).start();
+  const stack = new FuzzStack({ dir, overrides: { cloud: { http: { bodyLimitBytes } } } });
   try {
+    await stack.start();
     const cloud = stack.cluster.cloud;
     const t = stack.cluster.tokens;
     const good = new GoodIngestClient(stack.cloudUrl, t.collectors[0]!, stack.site);
     good.start();
     await stack.waitStored(good.device, 1, 10_000);
     const errors0 = await stack.metric(cloud, 'edgetwin_cloud_http_errors_total');
-    const f = await fuzzHttp({ cloudUrl: stack.cloudUrl, seed, requests: 1000 * s.factor, bodyLimitBytes, tokens: { collector: t.collectors[0]!, operator: t.operator, viewer: t.viewer }, site: stack.site, device: good.device });
+    const f = await fuzzHttp({ cloudUrl: stack.cloudUrl, seed, requests: 600 * s.factor, bodyLimitBytes, tokens: { collector: t.collectors[0]!, operator: t.operator, viewer: t.viewer }, site: stack.site, device: good.device });
     await good.stop();
     const stored = await stack.waitStored(good.device, good.acked);
     const codes = await stack.labels(cloud, 'edgetwin_cloud_http_errors_total', 'code');
@@ -167,9 +169,10 @@ export async function agentSuite(dir: string, seed: number, s: Scale, part: Agen
             registers: [{ metric: 'mb_f', unit: '1', address: 0, type: 'float32' }, { metric: 'mb_u', unit: '1', address: 10, type: 'uint16' }],
           },
         };
-  const stack = await new FuzzStack({ dir: join(dir, 'stack'), agents: 1, overrides: { agent: { sources: { ...sources, backoff: { initialMs: 50, maxMs: 200 } } } } }).start();
+  const stack = new FuzzStack({ dir: join(dir, 'stack'), agents: 1, overrides: { agent: { sources: { ...sources, backoff: { initialMs: 50, maxMs: 200 } } } } });
   let checker: LakeChecker | undefined;
   try {
+    await stack.start();
     const agent = stack.cluster.agents[0]!;
     const device = stack.cluster.deviceIds[0]!;
     const url = stack.cluster.agentIngestUrl(0)!;
@@ -178,18 +181,25 @@ export async function agentSuite(dir: string, seed: number, s: Scale, part: Agen
     // Let the Modbus source meet enough bad answers.
     while (modbus && (modbus.answers['nan'] ?? 0) + (modbus.answers['inf'] ?? 0) + (modbus.answers['garbage'] ?? 0) < 10 * s.factor) await new Promise((res) => setTimeout(res, 100));
     const posted = await bystander.stop();
+    // Stop feeding it, then let the agent ship what it holds: its outbox must empty on its own.
+    await modbus?.stop();
+    for (const until = Date.now() + 30_000; Date.now() < until; await new Promise((res) => setTimeout(res, 200))) {
+      if ((await stack.metric(agent, 'edgetwin_outbox_depth_rows')) === 0) break;
+    }
     const agentMetrics = await stack.metrics(agent);
     const rejectedBy = (source: string): number => metricSum(agentMetrics.split('\n').filter((l) => l.includes(`source="${source}"`)).join('\n'), 'edgetwin_agent_rejected_total');
     const agentCodes = [...agentMetrics.matchAll(/^edgetwin_agent_rejected_total\{[^}]*code="([^"]*)"/gm)].map((m) => m[1]!);
-    await agent.stop(); // commits and ships what it has
     checker = await LakeChecker.open(join(dir, 'stack', 'cloud', 'lakehouse'));
     const want: Record<string, number> = { bystander: posted };
     if (part === 'inputs') Object.assign(want, { jl: jsonl.good, csv_a: csv.good, http_good: http!.agent_http_good_accepted });
     let counts: Record<string, number> = {};
-    for (const until = Date.now() + 60_000; Date.now() < until; await new Promise((res) => setTimeout(res, 500))) {
+    // Until everything owed is in silver, or nothing more has arrived for 5 s (then what is missing is lost).
+    for (let last = -1, since = Date.now(); Date.now() - since < 5000; await new Promise((res) => setTimeout(res, 500))) {
       await checker.load();
       counts = Object.fromEntries((await checker.rows(`SELECT metric, count(*) AS n FROM silver WHERE device = '${device}' GROUP BY metric`)).map((x) => [String(x['metric']), Number(x['n'])]));
       if (Object.entries(want).every(([m, n]) => (counts[m] ?? 0) >= n)) break;
+      const total = Object.values(counts).reduce((a, b) => a + b, 0);
+      if (total !== last) [last, since] = [total, Date.now()];
     }
     const [nonFinite] = await checker.rows(`SELECT count(*) AS n FROM silver WHERE NOT isfinite(value)`);
     const collectorRejected = await stack.labels(stack.cluster.collectors[0]!, 'edgetwin_broker_rejected_total', 'code');

@@ -41,16 +41,15 @@ export function registerModelRoutes(app: FastifyInstance, ctx: ServerContext): v
       if (!isEdgetwinError(err) || status === undefined) throw err; // the shared handler answers everything else
       return reply.status(status).send(err.details ? { code: err.code, message: err.message, details: err.details } : { code: err.code, message: err.message });
     });
-    routes(sub, ctx, registry, promotions);
+    routes(sub, registry, promotions);
   });
 }
 
-function routes(app: FastifyInstance, ctx: ServerContext, registry: ModelRegistry, promotions: ModelPromotions): void {
+function routes(app: FastifyInstance, registry: ModelRegistry, promotions: ModelPromotions): void {
   app.post(
     '/v1/models',
     {
       config: { action: 'write' },
-      bodyLimit: ctx.cfg.http.bodyLimitBytes,
       schema: {
         summary: 'Upload a model version (admin): its manifest entry and the ONNX file in base64',
         tags: ['models'],

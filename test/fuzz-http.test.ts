@@ -1,0 +1,34 @@
+/**
+ * HTTP fuzzing against a real cloud process (seeded; `EDGETWIN_FUZZ_FACTOR=10` or `npm run fuzz`
+ * for the long run): malformed and mistyped JSON, huge and gzip-bomb bodies, wrong content types,
+ * path and query injection (`../`, `%00`, SQL and DuckDB table functions) on every route, while a
+ * good collector ingests throughout. No 5xx, every error a known code, nothing leaked, nothing lost.
+ */
+import t from 'tap';
+import { fuzzFactor as factor, runFuzzSuite } from './helpers/fuzz.js';
+
+/**
+ * Findings of this suite that belong to the cloud (issue 5), reported to the lead: 500s from
+ * `GET /v1/twins?cursor=Infinity` ("datatype mismatch") and from telemetry `to=` beyond the Date
+ * range ("Invalid time value"); fastify's own 400/414 bodies (FST_ERR_BAD_URL,
+ * FST_ERR_MAX_PARAM_LENGTH) without an EDGETWIN_ERR_* code. Tracked as todo until fixed.
+ */
+const KNOWN = [/^500 (datatype mismatch|Invalid time value)/, /^no code FST_ERR_/];
+
+t.test('the cloud answers hostile HTTP with stable errors, leaks nothing, loses nothing', { timeout: 170_000 * factor }, async (t) => {
+  const f = runFuzzSuite('http', 4321);
+  const byKind = f['http_violations_by_kind'] as Record<string, number>;
+  const known = Object.entries(byKind).filter(([k]) => KNOWN.some((re) => re.test(k)));
+  const other = Object.entries(byKind).filter(([k]) => !KNOWN.some((re) => re.test(k)));
+  t.ok(f['http_requests'] as number >= 550 * factor, `${f['http_requests']} requests`);
+  t.ok(f['http_errors'] as number > 0.5 * (f['http_requests'] as number), 'most were refused');
+  t.same(other, [], `no 5xx, no unknown error code, no leaked file or other device's data (samples: ${JSON.stringify(f['http_violation_samples'])})`);
+  t.same(known, [], 'known cloud findings fixed', { todo: 'cloud (issue 5): query-parameter 500s and fastify framework errors without EDGETWIN_ERR_* codes' });
+  const knownCount = known.reduce((s, [, n]) => s + n, 0);
+  t.ok(Number(f['http_errors_counted']) >= Number(f['http_errors']) - knownCount, 'errors counted in edgetwin_cloud_http_errors_total');
+  t.same(f.unknown_codes, [], 'every counted error code is a known one');
+  t.equal(f.crashes, 0, 'the cloud never exited');
+  t.ok(f.fresh_client_ok, 'a good reader is served afterwards');
+  t.ok(f.good_acked > 100, `the good collector kept ingesting (${f.good_acked} readings acknowledged)`);
+  t.equal(f.good_lost, 0, 'every acknowledged good reading is stored');
+});
