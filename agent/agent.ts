@@ -11,7 +11,7 @@ import { EdgetwinError, ErrorCodes, errorMessage, isEdgetwinError } from '../com
 import { createLogger, type Logger } from '../common/log.js';
 import { Gauge, counter, createRegistry, type Registry } from '../common/metrics.js';
 import { LANE_NORMAL, LANE_PRIORITY, SqliteOutbox, type OutboxItem } from '../common/outbox.js';
-import { encodeReading, type Reading } from '../common/record.js';
+import { encodeReading, readingProblem, type Reading } from '../common/record.js';
 import type { AgentConfig } from './config.js';
 import { bootIdentity, type Identity } from './identity.js';
 import { MqttUplink } from './mqtt-uplink.js';
@@ -100,7 +100,7 @@ export class Agent {
       produced: counter(r, 'edgetwin_agent_readings_total', 'Readings committed to the outbox'),
       sourceErrors: counter(r, 'edgetwin_agent_source_errors_total', 'Source failures (each is followed by a restart after backoff)', ['source']),
       rejected: counter(r, 'edgetwin_agent_rejected_total', 'Input records refused by a source (bad line, row, request)', ['source', 'code']),
-      dropped: counter(r, 'edgetwin_agent_dropped_total', 'Readings dropped before the outbox (memory: memoryMaxReadings reached)', ['reason']),
+      dropped: counter(r, 'edgetwin_agent_dropped_total', 'Readings lost before the outbox (memory: memoryMaxReadings reached; full: a commit larger than the cap; error: a failed write)', ['reason']),
     };
     const self = this;
     new Gauge({
@@ -303,9 +303,19 @@ export class Agent {
     const items: OutboxItem[] = [];
     let seq = id.nextSeq;
     let bytes = 0;
-    for (let i = from; i < batch.length && (items.length === 0 || bytes < maxBytes); i++) {
+    let i = from;
+    for (; i < batch.length && (items.length === 0 || bytes < maxBytes); i++) {
       const r = batch[i]! as Reading;
-      r.seq = seq++;
+      r.seq = seq;
+      // JSON turns NaN and ±Infinity into null: such a reading would poison its whole batch.
+      const problem = readingProblem(r);
+      if (problem) {
+        delete (r as Partial<Reading>).seq;
+        this.m.rejected.inc({ source: 'commit', code: ErrorCodes.BAD_PAYLOAD });
+        this.log.warn({ code: ErrorCodes.BAD_PAYLOAD, metric: r.metric, value: String(r.value), problem }, 'invalid reading refused before commit');
+        continue;
+      }
+      seq++;
       const body = encodeReading(r);
       bytes += body.length;
       items.push({ body, grp: id.epoch, lane: r.alert ? LANE_PRIORITY : LANE_NORMAL });
@@ -316,12 +326,12 @@ export class Agent {
         this.outbox.meta.set('seq', seq - 1);
       });
     } catch (err) {
-      for (let i = from; i < from + items.length; i++) delete (batch[i] as Partial<Reading>).seq;
+      for (let k = from; k < i; k++) delete (batch[k] as Partial<Reading>).seq;
       throw err;
     }
     id.nextSeq = seq;
     this.m.produced.inc(items.length);
-    return items.length;
+    return i - from;
   }
 
   /** After a failed commit: with whenFull=block the rest waits in memory for the next flush; otherwise it is lost and said so. */
@@ -334,6 +344,9 @@ export class Agent {
     if (isEdgetwinError(failure, ErrorCodes.STORE_FULL)) {
       this.m.dropped.inc({ reason: 'full' }, rest.length);
       this.log.warn({ code: ErrorCodes.STORE_FULL, dropped: rest.length }, 'readings dropped: one commit is larger than the outbox cap');
+    } else {
+      // A write error (disk gone, I/O error): these were never acknowledged to anyone, but count them.
+      this.m.dropped.inc({ reason: 'error' }, rest.length);
     }
   }
 

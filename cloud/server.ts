@@ -6,7 +6,7 @@
  */
 import { createGunzip } from 'node:zlib';
 import Fastify, { LogController, type FastifyBaseLogger, type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify';
-import { ErrorCodes, isEdgetwinError } from '../common/errors.js';
+import { EdgetwinError, ErrorCodes, isEdgetwinError } from '../common/errors.js';
 import type { Logger } from '../common/log.js';
 import { counter, histogram, type Registry } from '../common/metrics.js';
 import { requireAction, type Action, type Authenticator } from './auth/authenticator.js';
@@ -86,6 +86,21 @@ export function buildServer(ctx: ServerContext): FastifyInstance {
     bodyLimit: cfg.http.bodyLimitBytes,
     logController: new LogController({ disableRequestLogging: true }),
     forceCloseConnections: true,
+    // Errors fastify answers before routing (a malformed URL, an over-long path parameter) get a
+    // stable EDGETWIN_ERR_* code like every other error of this API.
+    frameworkErrors: (err, _req, reply) => {
+      mRejected.inc({ code: ErrorCodes.BAD_REQUEST });
+      void (reply as unknown as FastifyReply).status(400).send({ code: ErrorCodes.BAD_REQUEST, message: err.message });
+    },
+  });
+  // ajv's type coercion turns "Infinity" and "NaN" into numbers that pass `integer`: refuse them
+  // here, before they reach SQL (LIMIT Infinity) or a Date.
+  app.addHook('preHandler', async (req) => {
+    const q = req.query as Record<string, unknown> | undefined;
+    if (!q) return;
+    for (const [k, v] of Object.entries(q)) {
+      if (typeof v === 'number' && !Number.isFinite(v)) throw new EdgetwinError(ErrorCodes.BAD_REQUEST, `query parameter ${k} must be a finite number`);
+    }
   });
   const openapi = new OpenApiCollector();
   app.addHook('onRoute', (r) => openapi.add(r));

@@ -19,20 +19,20 @@ export function canonicalJson(v: unknown): string {
   return JSON.stringify(v);
 }
 
-function keyError(key: string, file: string, cause: unknown): EdgetwinError {
-  return new EdgetwinError(ErrorCodes.CONFIG, `config key "${key}": ${file} is not an Ed25519 key in PEM`, { cause, details: { key } });
+/** Parses a PEM key and insists on Ed25519, naming the config key otherwise. */
+function ed25519(parse: (pem: string) => KeyObject, pem: string, key: string, file: string): KeyObject {
+  try {
+    const k = parse(pem);
+    if (k.asymmetricKeyType !== 'ed25519') throw new Error(`a ${k.asymmetricKeyType} key`);
+    return k;
+  } catch (cause) {
+    throw new EdgetwinError(ErrorCodes.CONFIG, `config key "${key}": ${file} is not an Ed25519 key in PEM`, { cause, details: { key } });
+  }
 }
 
 /** The registry's private key (PKCS#8 PEM, mode 600). */
 export function loadSigningKey(file: string, key: string): KeyObject {
-  const pem = readSecretFile(file, key);
-  try {
-    const k = createPrivateKey(pem);
-    if (k.asymmetricKeyType !== 'ed25519') throw new Error(`a ${k.asymmetricKeyType} key`);
-    return k;
-  } catch (cause) {
-    throw keyError(key, file, cause);
-  }
+  return ed25519(createPrivateKey, readSecretFile(file, key), key, file);
 }
 
 /** The public key agents verify with (SPKI PEM; not a secret). */
@@ -43,13 +43,7 @@ export function loadVerifyKey(file: string, key: string): KeyObject {
   } catch (cause) {
     throw new EdgetwinError(ErrorCodes.CONFIG, `config key "${key}": cannot read ${file}`, { cause, details: { key } });
   }
-  try {
-    const k = createPublicKey(pem);
-    if (k.asymmetricKeyType !== 'ed25519') throw new Error(`a ${k.asymmetricKeyType} key`);
-    return k;
-  } catch (cause) {
-    throw keyError(key, file, cause);
-  }
+  return ed25519(createPublicKey, pem, key, file);
 }
 
 /** Base64 Ed25519 signature of the entry's canonical JSON. */

@@ -99,6 +99,18 @@ export type IngestMessage = { kind: 'telemetry'; batch: TelemetryBatch } | { kin
 const ajv = new Ajv({ allErrors: false, strict: true });
 const validateBatch = ajv.compile<TelemetryBatch>(telemetryBatchSchema);
 const validateReported = ajv.compile<ReportedMessage>(reportedMessageSchema);
+const validateReading = ajv.compile<Reading>(readingSchema);
+
+/**
+ * Checks one reading against the wire schema before it is committed, so a bad value (NaN from a
+ * sensor register, an over-long unit) is refused alone instead of making the collector refuse the
+ * whole batch it would travel in. Returns the problem, or undefined when the reading is valid.
+ */
+export function readingProblem(r: unknown): string | undefined {
+  if (validateReading(r)) return undefined;
+  const e = validateReading.errors?.[0];
+  return `${e?.instancePath || '/'} ${e?.message ?? 'schema mismatch'}`;
+}
 
 function schemaError(what: string, errors: typeof validateBatch.errors): EdgetwinError {
   const e = errors?.[0];

@@ -75,6 +75,33 @@ t.test('refusals are counted and never disturb a connected device', async (t) =>
   }
   await refusedWith('a client id with MQTT wildcards', { clientId: 'a+b#', username: 'a+b#', password: 'y' }, 2, 'client_id');
 
+  // A client may pipeline publishes right behind its CONNECT (MQTT allows it): all are answered.
+  {
+    const id = Buffer.from('other-1');
+    const user = Buffer.from(username('other-1'));
+    const pass = Buffer.from(sasToken('other-1', other.key!));
+    const body = Buffer.concat([
+      Buffer.from([0, 4]), Buffer.from('MQTT'), Buffer.from([4, 0xc2, 0, 60]),
+      Buffer.from([0, id.length]), id, Buffer.from([user.length >> 8, user.length & 0xff]), user, Buffer.from([pass.length >> 8, pass.length & 0xff]), pass,
+    ]);
+    const topic = Buffer.from(topics.telemetry('other-1'));
+    const publishes = Array.from({ length: 100 }, (_, i) => {
+      const payload = Buffer.from(batch('other-1', 3, 5001 + i));
+      const len = 2 + topic.length + 2 + payload.length;
+      return Buffer.concat([Buffer.from([0x32, (len & 0x7f) | 0x80, len >> 7, topic.length >> 8, topic.length & 0xff]), topic, Buffer.from([0, i + 1]), payload]);
+    });
+    const sock = netConnect(c.mqttPort, '127.0.0.1');
+    await new Promise((r) => sock.once('connect', r));
+    let acks = 0;
+    sock.on('data', (d: Buffer) => {
+      for (let i = 0; i + 3 < d.length; i += 4) if (d[i] === 0x40) acks++;
+    });
+    sock.write(Buffer.concat([Buffer.from([0x10, (body.length & 0x7f) | 0x80, body.length >> 7]), body, ...publishes]));
+    await waitFor(() => acks === 100, 5000, 'PUBACKs for pipelined publishes');
+    t.pass('100 publishes sent before the CONNACK are all acknowledged');
+    sock.destroy();
+  }
+
   const pwOk = await connectOnce(url, { clientId: 'pw-1', username: 'pw-1', password: pw.password! });
   t.notOk(pwOk.refusedCode, 'the right password connects');
   pwOk.client.end(true);

@@ -25,7 +25,7 @@ t.test('dashboard: live twins, a chart with data, a desired change round-trips',
     await exited;
   });
   const url = `http://127.0.0.1:${cloudPort}`;
-  await waitFor(() => demo.output().includes('/dashboard/'), 45_000, `the demo (output: ${demo.output()})`);
+  await waitFor(() => demo.output().includes('/dashboard/'), 120_000, `the demo (output: ${demo.output()})`);
   const { admin } = JSON.parse(readFileSync(join(dir, 'demo/tokens.json'), 'utf8')) as { admin: string };
 
   const browser: Browser = await chromium.launch({

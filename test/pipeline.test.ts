@@ -75,3 +75,30 @@ t.test('an agent restart bumps the epoch and continues the seq', async (t) => {
   await collector.stop();
   await cloud.stop();
 });
+
+t.test('a reading the wire schema refuses (NaN from a sensor) is dropped alone; its neighbours arrive', async (t) => {
+  const { dir, cleanup } = tempDir();
+  t.teardown(cleanup);
+  const cloud = await startCloud(`${dir}/cloud`);
+  const collector = await startCollector(`${dir}/collector`, cloud.url);
+  const source = {
+    name: 'nan-source',
+    start(ctx: { emit: (r: { ts: number; metric: string; value: number; unit: string }[]) => void }) {
+      ctx.emit([
+        { ts: 1_700_000_000_000, metric: 'a', value: 1, unit: 'u' },
+        { ts: 1_700_000_000_001, metric: 'a', value: Number.NaN, unit: 'u' },
+        { ts: 1_700_000_000_002, metric: 'a', value: Number.POSITIVE_INFINITY, unit: 'u' },
+        { ts: 1_700_000_000_003, metric: 'a', value: 4, unit: 'u' },
+      ]);
+    },
+    stop() {},
+  };
+  const agent = await startAgent(`${dir}/nan`, 'nan-1', collector.mqttPort, [source as never]);
+  await waitFor(async () => (await cloud.identities('nan-1')).length >= 2, 20_000, 'the good readings');
+  const ids = await cloud.identities('nan-1');
+  t.same(ids.map((r) => [r.seq, r.value]), [[1, 1], [2, 4]], 'both good readings, seqs without a gap');
+  t.match(await agent.registry.metrics(), /edgetwin_agent_rejected_total\{source="commit",code="EDGETWIN_ERR_BAD_PAYLOAD"[^}]*\} 2/);
+  await agent.stop();
+  await collector.stop();
+  await cloud.stop();
+});

@@ -65,7 +65,7 @@ const o = {
   perMinute: int('faults-per-min', quick ? 30 : 8),
   batch: Math.max(1, int('batch', 100)),
   drainTimeoutMs: int('drain-timeout-s', quick ? 90 : 600) * 1000,
-  spoolMaxBytes: quick ? 256 * 1024 : 4 * 1024 * 1024,
+  spoolMaxBytes: quick ? 128 * 1024 : 4 * 1024 * 1024,
   outboxMaxBytes: quick ? 256 * 1024 : 1024 * 1024,
 };
 

@@ -48,7 +48,11 @@ export async function mqttSuite(dir: string, seed: number, s: Scale): Promise<Co
     const connErr0 = await stack.metric(collector, 'edgetwin_broker_connection_errors_total');
     const good = new GoodMqttDevice(stack.mqttPort);
     await good.start();
+    let badPayloads = 0;
     const f = await fuzzMqtt({
+      afterPayloads: async () => {
+        badPayloads = ((await stack.labels(collector, 'edgetwin_broker_rejected_total', 'code')).get(ErrorCodes.BAD_PAYLOAD) ?? 0) - (rejected0.get(ErrorCodes.BAD_PAYLOAD) ?? 0);
+      },
       port: stack.mqttPort,
       seed,
       malformedConnections: 100 * s.factor,
@@ -69,7 +73,8 @@ export async function mqttSuite(dir: string, seed: number, s: Scale): Promise<Co
     const delta = (code: string): number => (rejected.get(code) ?? 0) - (rejected0.get(code) ?? 0);
     return {
       ...f,
-      mqtt_bad_payload_counted: delta(ErrorCodes.BAD_PAYLOAD),
+      mqtt_bad_payload_counted: badPayloads,
+      mqtt_bad_payload_counted_total: delta(ErrorCodes.BAD_PAYLOAD),
       mqtt_oversize_counted: delta(ErrorCodes.PAYLOAD_TOO_LARGE),
       mqtt_connection_errors_counted: (await stack.metric(collector, 'edgetwin_broker_connection_errors_total')) - connErr0,
       ...(lorisClosed !== undefined ? { mqtt_slowloris_watched: 20 * s.factor, mqtt_slowloris_closed_by_timeout: lorisClosed } : {}),

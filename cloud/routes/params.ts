@@ -10,7 +10,8 @@ export const limitParam = (dflt: number, max: number) => ({ type: 'integer', min
 export function parseTime(v: string | undefined, name: string): number | undefined {
   if (v === undefined) return undefined;
   const ms = /^\d+$/.test(v) ? Number(v) : Date.parse(v);
-  if (!Number.isFinite(ms)) throw new EdgetwinError(ErrorCodes.BAD_REQUEST, `${name} must be ISO 8601 or ms since the Unix epoch, got "${v}"`);
+  // ±8.64e15 ms is the range a JavaScript Date (and an ISO string) can represent.
+  if (!Number.isFinite(ms) || Math.abs(ms) > 8.64e15) throw new EdgetwinError(ErrorCodes.BAD_REQUEST, `${name} must be ISO 8601 or ms since the Unix epoch, got "${v}"`);
   return ms;
 }
 
