@@ -28,7 +28,10 @@ export type DropReason = 'full' | 'age';
 
 export interface OutboxConfig {
   path: string;
-  /** Upper bound on the bytes of queued bodies. */
+  /**
+   * Upper bound on the bytes of queued bodies. With whenFull=block, a write into an empty store is
+   * accepted even when larger (else a writer that groups messages could retry one group forever).
+   */
   maxBytes: number;
   whenFull: WhenFull;
   synchronous: SynchronousMode;
@@ -314,6 +317,13 @@ export class SqliteOutbox {
   }
 
   private makeRoom(needed: number, incoming: number): void {
+    if (this.cfg.whenFull === 'block' && this.rows === 0) {
+      // Waiting for room is pointless when the store is empty: a writer that groups several
+      // messages into one append (the collector's group commit) would retry the same group
+      // forever. The write goes in; the store is over maxBytes by at most this one write.
+      this.opts.log?.warn({ code: ErrorCodes.STORE_FULL, incoming, maxBytes: this.cfg.maxBytes }, 'one write larger than maxBytes accepted into an empty store');
+      return;
+    }
     if (this.cfg.whenFull === 'block' || incoming > this.cfg.maxBytes) throw this.fullError(`${this.bytes} of ${this.cfg.maxBytes} bytes`, incoming);
     const freed = this.dropOldest(needed, 'full');
     this.opts.log?.warn({ code: ErrorCodes.STORE_FULL, freedBytes: freed }, 'outbox full: dropped oldest rows');

@@ -111,6 +111,19 @@ t.test('whenFull=block refuses writes at the file cap and accepts them once rows
   o.close();
 });
 
+t.test('whenFull=block takes a write larger than maxBytes into an empty store (no writer can livelock)', async (t) => {
+  const { dir, cleanup } = tempDir();
+  t.teardown(cleanup);
+  const o = new SqliteOutbox({ path: join(dir, 'o.db'), maxBytes: 4096, whenFull: 'block', synchronous: 'normal' }, { log: silent() });
+  o.append([{ body: 'a'.repeat(3000) }, { body: 'b'.repeat(3000) }]);
+  t.equal(o.depth().rows, 2, 'a group commit of 6000 bytes into an empty 4096-byte store goes in');
+  t.throws(() => o.append([{ body: 'c' }]), { code: ErrorCodes.STORE_FULL }, 'after that, writes wait for room as usual');
+  o.ack(LANE_NORMAL, 0, Number.MAX_SAFE_INTEGER);
+  o.append([{ body: 'c' }]);
+  t.equal(o.depth().rows, 1);
+  o.close();
+});
+
 t.test('rows older than maxAgeMs are dropped and counted', async (t) => {
   const { dir, cleanup } = tempDir();
   t.teardown(cleanup);

@@ -26,7 +26,10 @@ t.test('the cloud answers hostile HTTP with stable errors, leaks nothing, loses 
   t.same(other, [], `no 5xx, no unknown error code, no leaked file or other device's data (samples: ${JSON.stringify(f['http_violation_samples'])})`);
   t.same(known, [], 'earlier findings stay fixed (non-finite numbers, dates out of range, FST_* codes)');
   const knownCount = known.reduce((s, [, n]) => s + n, 0);
-  t.ok(Number(f['http_errors_counted']) >= Number(f['http_errors']) - knownCount, 'errors counted in edgetwin_cloud_http_errors_total');
+  t.ok(
+    Number(f['http_errors_counted']) >= Number(f['http_errors']) - knownCount,
+    `errors counted in edgetwin_cloud_http_errors_total (${f['http_errors_counted']} counted, ${f['http_errors']} seen, ${knownCount} known findings; by status ${JSON.stringify(f['http_by_status'])})`,
+  );
   t.same(f.unknown_codes, [], 'every counted error code is a known one');
   t.equal(f.crashes, 0, 'the cloud never exited');
   t.ok(f.fresh_client_ok, 'a good reader is served afterwards');

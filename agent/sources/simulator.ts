@@ -10,6 +10,7 @@ import { appendFileSync, mkdirSync } from 'node:fs';
 import { dirname } from 'node:path';
 import { errorMessage } from '../../common/errors.js';
 import { METRIC_PATTERN } from '../../common/record.js';
+import { mulberry32 } from '../../common/random.js';
 import type { Source, SourceContext, SourceReading } from '../types.js';
 
 export type ProfileName = 'temperature' | 'vibration_rms' | 'pressure' | 'motor_current' | 'humidity';
@@ -148,17 +149,8 @@ export interface FaultLabel {
   magnitude: number;
 }
 
-/** mulberry32: tiny, fast, good enough for sensor noise. */
-export function seededRandom(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
+/** Seeded noise: the same device id (or seed) gives the same readings. */
+export const seededRandom = mulberry32;
 
 export function hashSeed(text: string): number {
   let h = 2166136261;

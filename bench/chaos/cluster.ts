@@ -23,6 +23,8 @@ export interface ClusterOptions {
   spoolMaxBytes: number;
   /** Agent outbox cap (whenFull=block). */
   outboxMaxBytes: number;
+  /** Each agent's MQTT window: batches in flight and bytes per batch (see run.ts for why it is sized). */
+  uplink?: { inflightMax: number; batchMaxBytes: number };
   /** Daemons' log level (their logs land in <dir>/logs). */
   logLevel: string;
   /** Called when a daemon exits without having been told to. */
@@ -199,7 +201,7 @@ export class ChaosCluster {
         stateDir,
         outbox: { maxBytes: this.o.outboxMaxBytes, whenFull: 'block', flushIntervalMs: 20 },
         // A short keepalive so a black-holed link is noticed within seconds, as a field device would be configured.
-        uplink: { url: `mqtt://127.0.0.1:${port}`, keepaliveS: 5, connectTimeoutMs: 3000, backoff: { initialMs: 100, maxMs: 2000 } },
+        uplink: { url: `mqtt://127.0.0.1:${port}`, keepaliveS: 5, connectTimeoutMs: 3000, backoff: { initialMs: 100, maxMs: 2000 }, ...this.o.uplink },
         sources: { simulator: { enabled: false }, http: { enabled: true, host: '127.0.0.1', port: 0 } },
         twin: { requestTimeoutMs: 3000 },
         admin: { enabled: true, host: '127.0.0.1', port: 0 },

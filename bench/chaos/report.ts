@@ -27,6 +27,8 @@ export interface ChaosFigures extends VerifyFigures, Peaks {
   cloud_outage_s: number;
   duration_s: number;
   spool_cap_bytes: number;
+  uplink_inflight_max: number;
+  uplink_batch_max_bytes: number;
   outbox_cap_bytes: number;
   send_s: number;
   drain_s: number;

@@ -8,7 +8,8 @@
  * Exit code 1 on any loss, duplicate or other failure.
  *
  *   npm run chaos -- [--quick] [--seed N] [--agents N] [--collectors N] [--readings N]
- *                    [--duration-s N] [--outage-s N] [--faults-per-min N] [--batch N] [--json] [--keep]
+ *                    [--duration-s N] [--outage-s N] [--faults-per-min N] [--batch N]
+ *                    [--spool-bytes N] [--outbox-bytes N] [--inflight N] [--json] [--keep]
  */
 import { mkdirSync, mkdtempSync, rmSync, writeFileSync, appendFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -39,6 +40,9 @@ const { values } = parseArgs({
     'faults-per-min': { type: 'string' },
     batch: { type: 'string' },
     'drain-timeout-s': { type: 'string' },
+    'spool-bytes': { type: 'string' },
+    'outbox-bytes': { type: 'string' },
+    inflight: { type: 'string' },
     'log-level': { type: 'string', default: 'info' },
     dir: { type: 'string' },
     keep: { type: 'boolean', default: false },
@@ -65,9 +69,17 @@ const o = {
   perMinute: int('faults-per-min', quick ? 30 : 8),
   batch: Math.max(1, int('batch', 100)),
   drainTimeoutMs: int('drain-timeout-s', quick ? 90 : 600) * 1000,
-  spoolMaxBytes: quick ? 128 * 1024 : 4 * 1024 * 1024,
-  outboxMaxBytes: quick ? 256 * 1024 : 1024 * 1024,
+  spoolMaxBytes: int('spool-bytes', quick ? 256 * 1024 : 4 * 1024 * 1024),
+  outboxMaxBytes: int('outbox-bytes', quick ? 256 * 1024 : 1024 * 1024),
 };
+// The collector's spool writer retries a refused group commit whole, with whatever arrived
+// meanwhile added: a group larger than the spool cap never fits, even in an empty spool, and the
+// site stalls for good (docs/reliability.md, finding 8). So that disk-cap pressure tests back-
+// pressure rather than that deadlock, every agent's full MQTT window together stays within half
+// the spool (`--inflight N` overrides it: `--quick --spool-bytes 131072 --inflight 16` deadlocks).
+const batchMaxBytes = 16 * 1024;
+const agentsPerCollector = Math.ceil(o.agents / o.collectors);
+const uplink = { batchMaxBytes, inflightMax: int('inflight', Math.max(1, Math.min(16, Math.floor(o.spoolMaxBytes / 2 / (agentsPerCollector * batchMaxBytes))))) };
 
 const dir = values.dir ?? mkdtempSync(join(tmpdir(), 'edgetwin-chaos-'));
 mkdirSync(dir, { recursive: true });
@@ -93,6 +105,7 @@ const cluster: ChaosCluster = new ChaosCluster({
   collectors: o.collectors,
   spoolMaxBytes: o.spoolMaxBytes,
   outboxMaxBytes: o.outboxMaxBytes,
+  uplink,
   logLevel: values['log-level'] ?? 'info',
   onCrash: (name, code, log) => {
     crashes++;
@@ -227,6 +240,8 @@ async function main(): Promise<number> {
     cloud_outage_s: o.outageMs / 1000,
     duration_s: o.runMs / 1000,
     spool_cap_bytes: o.spoolMaxBytes,
+    uplink_inflight_max: uplink.inflightMax,
+    uplink_batch_max_bytes: uplink.batchMaxBytes,
     outbox_cap_bytes: o.outboxMaxBytes,
     send_s: sendS,
     drain_s: drainS,

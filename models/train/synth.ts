@@ -6,23 +6,15 @@
  * duty cycles, drifts, random walks, AR noise, counts, quantisation, clipping, irregular sampling,
  * spikes and level shifts it cannot predict), never the benchmark's own anomalies.
  */
+import { mulberry32 } from '../../common/random.js';
 
 export interface SynthSeries {
   times: Float64Array;
   values: Float64Array;
 }
 
-/** mulberry32: small, fast and good enough for data synthesis; same seed, same data everywhere. */
-export function rng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
+/** Same seed, same data everywhere. */
+export const rng = mulberry32;
 
 type Rand = () => number;
 
