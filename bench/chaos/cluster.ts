@@ -23,8 +23,8 @@ export interface ClusterOptions {
   spoolMaxBytes: number;
   /** Agent outbox cap (whenFull=block). */
   outboxMaxBytes: number;
-  /** Each agent's MQTT window: batches in flight and bytes per batch (see run.ts for why it is sized). */
-  uplink?: { inflightMax: number; batchMaxBytes: number };
+  /** Overrides of each agent's MQTT window (the agent's defaults otherwise). */
+  uplink?: { inflightMax?: number; batchMaxBytes?: number };
   /** Daemons' log level (their logs land in <dir>/logs). */
   logLevel: string;
   /** Called when a daemon exits without having been told to. */

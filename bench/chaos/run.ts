@@ -17,6 +17,7 @@ import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import Database from 'better-sqlite3';
 import { request } from 'undici';
+import { mqttUplinkDefaults } from '../../agent/mqtt-uplink.js';
 import { ChaosCluster } from './cluster.js';
 import { DesiredChanger } from './desired.js';
 import { FaultInjector } from './faults.js';
@@ -72,14 +73,9 @@ const o = {
   spoolMaxBytes: int('spool-bytes', quick ? 256 * 1024 : 4 * 1024 * 1024),
   outboxMaxBytes: int('outbox-bytes', quick ? 256 * 1024 : 1024 * 1024),
 };
-// The collector's spool writer retries a refused group commit whole, with whatever arrived
-// meanwhile added: a group larger than the spool cap never fits, even in an empty spool, and the
-// site stalls for good (docs/reliability.md, finding 8). So that disk-cap pressure tests back-
-// pressure rather than that deadlock, every agent's full MQTT window together stays within half
-// the spool (`--inflight N` overrides it: `--quick --spool-bytes 131072 --inflight 16` deadlocks).
-const batchMaxBytes = 16 * 1024;
-const agentsPerCollector = Math.ceil(o.agents / o.collectors);
-const uplink = { batchMaxBytes, inflightMax: int('inflight', Math.max(1, Math.min(16, Math.floor(o.spoolMaxBytes / 2 / (agentsPerCollector * batchMaxBytes))))) };
+// Agents keep their default MQTT window (16 batches of up to 128 KiB) unless --inflight says otherwise:
+// many windows together can exceed the small spool, which is part of what the disk-cap test covers.
+const uplink = values.inflight !== undefined ? { inflightMax: Math.max(1, int('inflight', 16)) } : undefined;
 
 const dir = values.dir ?? mkdtempSync(join(tmpdir(), 'edgetwin-chaos-'));
 mkdirSync(dir, { recursive: true });
@@ -105,7 +101,7 @@ const cluster: ChaosCluster = new ChaosCluster({
   collectors: o.collectors,
   spoolMaxBytes: o.spoolMaxBytes,
   outboxMaxBytes: o.outboxMaxBytes,
-  uplink,
+  ...(uplink ? { uplink } : {}),
   logLevel: values['log-level'] ?? 'info',
   onCrash: (name, code, log) => {
     crashes++;
@@ -240,8 +236,8 @@ async function main(): Promise<number> {
     cloud_outage_s: o.outageMs / 1000,
     duration_s: o.runMs / 1000,
     spool_cap_bytes: o.spoolMaxBytes,
-    uplink_inflight_max: uplink.inflightMax,
-    uplink_batch_max_bytes: uplink.batchMaxBytes,
+    uplink_inflight_max: uplink?.inflightMax ?? mqttUplinkDefaults.inflightMax,
+    uplink_batch_max_bytes: mqttUplinkDefaults.batchMaxBytes,
     outbox_cap_bytes: o.outboxMaxBytes,
     send_s: sendS,
     drain_s: drainS,

@@ -209,9 +209,9 @@ export async function fuzzMqtt(o: MqttFuzzOptions): Promise<MqttFuzzFigures> {
   }
 
   // Random payloads on the device's own topic, QoS 1: each must be acknowledged, the bad ones refused.
-  // At most 40 per connection: they are sent right behind the CONNECT, and aedes drops a client
-  // that queues more than 42 packets before its CONNECT is handled (docs/reliability.md, findings).
-  const perConn = 40;
+  // 50 per connection, sent right behind the CONNECT: more than aedes' default queueLimit (42),
+  // which dropped such a client before the collector raised it (docs/reliability.md, finding 6).
+  const perConn = 50;
   for (let done = 0, c = 0; done < o.payloads; c++) {
     const device = `fz-p${c}`;
     const n = Math.min(perConn, o.payloads - done);
