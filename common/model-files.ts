@@ -11,7 +11,7 @@ import { dirname, join } from 'node:path';
 import { isPlainObject } from './config.js';
 import { EdgetwinError, ErrorCodes } from './errors.js';
 
-/** The fields every hop relies on; the full manifest entry (agent/scoring/manifest.ts) has more. */
+/** The fields every hop relies on; the full manifest entry (common/model-manifest.ts) has more. */
 export interface ModelEntryLike {
   name: string;
   version: string;

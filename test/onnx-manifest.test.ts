@@ -7,9 +7,9 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import * as ort from 'onnxruntime-node';
 import t from 'tap';
-import { HEADS, featureCount } from '../agent/scoring/features.js';
-import { modelPath, readManifest, readVerifiedModel, sha256 } from '../agent/scoring/manifest.js';
-import { FORECAST_COLUMNS, OnnxModel } from '../agent/scoring/onnx-model.js';
+import { HEADS, featureCount } from '../common/model-features.js';
+import { modelPath, readManifest, readVerifiedModel, sha256 } from '../common/model-manifest.js';
+import { FORECAST_COLUMNS, OnnxModel } from '../common/onnx-model.js';
 import { rng } from '../models/train/synth.js';
 import { fromRoot } from '../models/eval/repo.js';
 

@@ -2,7 +2,7 @@
 import t from 'tap';
 import { OnnxScorer } from '../agent/scoring/onnx-scorer.js';
 import { LEARNING_SCORE } from '../agent/scoring/likelihood.js';
-import { modelPath, pickModel, readManifest } from '../agent/scoring/manifest.js';
+import { modelPath, pickModel, readManifest } from '../common/model-manifest.js';
 import type { SourceReading } from '../agent/types.js';
 import { createRegistry } from '../common/metrics.js';
 import { fromRoot } from '../models/eval/repo.js';

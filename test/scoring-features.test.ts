@@ -1,6 +1,6 @@
 /** Online feature windows (recipe ctx-v1): what the model sees must not depend on units or rate. */
 import t from 'tap';
-import { DEFAULT_RECIPE, HEADS, StreamFeatures, featureCount, levelInputs } from '../agent/scoring/features.js';
+import { DEFAULT_RECIPE, HEADS, StreamFeatures, featureCount, levelInputs } from '../common/model-features.js';
 
 const F = featureCount(DEFAULT_RECIPE);
 const MIN = 60_000;

@@ -11,10 +11,10 @@ import type { SourceReading, Scorer } from '../types.js';
 import { errorMessage, isEdgetwinError } from '../../common/errors.js';
 import { counter, gauge, type Registry } from '../../common/metrics.js';
 import { DEFAULT_SCORING, type ScoringConfig } from './config.js';
-import { HEADS, StreamFeatures } from './features.js';
+import { HEADS, StreamFeatures } from '../../common/model-features.js';
 import { AnomalyLikelihood, LEARNING_SCORE } from './likelihood.js';
-import { modelPath, pickModel, readManifest, type ModelEntry } from './manifest.js';
-import { OnnxModel, FORECAST_COLUMNS } from './onnx-model.js';
+import { modelPath, pickModel, readManifest, type ModelEntry } from '../../common/model-manifest.js';
+import { OnnxModel, FORECAST_COLUMNS } from '../../common/onnx-model.js';
 
 export interface ScorerOptions {
   log?: Logger;

@@ -12,7 +12,7 @@ import { checkModelBytes, ModelFiles, type StoredModel } from '../../common/mode
 import { checkModelId } from '../../common/model-protocol.js';
 import { loadSigningKey, signEntry } from '../../common/model-signature.js';
 import type { SqliteDb } from '../../common/sqlite.js';
-import { parseManifest } from '../../agent/scoring/manifest.js';
+import { parseManifest } from '../../common/model-manifest.js';
 import type { AuditLog } from '../audit-log.js';
 import type { Principal } from '../auth/tokens.js';
 import type { CloudModelsConfig } from './config.js';
@@ -100,7 +100,7 @@ export class ModelRegistry {
   /** onnxruntime only loads when a model is uploaded: the cloud does not carry it otherwise. */
   private async smokeTest(stored: StoredModel): Promise<void> {
     const { name, version } = stored.entry;
-    const { OnnxModel } = await import('../../agent/scoring/onnx-model.js');
+    const { OnnxModel } = await import('../../common/onnx-model.js');
     try {
       const entry = parseManifest({ models: [stored.entry] }).models[0]!;
       await (await OnnxModel.load(entry, this.files.filePath(name, version))).close();

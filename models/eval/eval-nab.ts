@@ -14,7 +14,7 @@ import { existsSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
 import { parseArgs } from 'node:util';
 import type { ScoringConfig } from '../../agent/scoring/config.js';
-import { modelPath, pickModel, readManifest, type ModelEntry } from '../../agent/scoring/manifest.js';
+import { modelPath, pickModel, readManifest, type ModelEntry } from '../../common/model-manifest.js';
 import { OnnxScorer } from '../../agent/scoring/onnx-scorer.js';
 import type { SourceReading } from '../../agent/types.js';
 import { EdgetwinError, ErrorCodes, errorMessage } from '../../common/errors.js';

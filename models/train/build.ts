@@ -16,9 +16,9 @@ import { spawnSync } from 'node:child_process';
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
-import { DEFAULT_RECIPE } from '../../agent/scoring/features.js';
+import { DEFAULT_RECIPE } from '../../common/model-features.js';
 import { DEFAULT_SCORING } from '../../agent/scoring/config.js';
-import type { Manifest, ModelEntry } from '../../agent/scoring/manifest.js';
+import type { Manifest, ModelEntry } from '../../common/model-manifest.js';
 import { evalNab, formatTable } from '../eval/eval-nab.js';
 import { fromRoot } from '../eval/repo.js';
 import { writeDataset } from './make-dataset.js';
@@ -84,7 +84,7 @@ async function main(): Promise<void> {
     thresholds: { alert: ours['standard']!.threshold, nab: Object.fromEntries(Object.entries(ours).map(([p, r]) => [p, r.threshold])) },
     training: {
       data: `synthetic streams only: models/train/synth.ts seeds ${DATA_SEED}..${DATA_SEED + series - 1}, validation seeds ${DATA_SEED + 1_000_000}..${DATA_SEED + 1_000_000 + Math.max(50, Math.floor(series / 10)) - 1}, ${KEEP * 100} % of readings kept`,
-      featureCode: "agent/scoring/features.ts (the agent's own), via models/train/make-dataset.ts",
+      featureCode: "common/model-features.ts (the agent's own), via models/train/make-dataset.ts",
       trainer: 'models/train/train.py: Laplace negative log-likelihood, Adam, cosine schedule, one thread, fixed seeds',
       framework: report['framework'],
       exportedWith: 'torch.onnx.export, opset 13',

@@ -5,8 +5,8 @@
 import { readFileSync } from 'node:fs';
 import { relative } from 'node:path';
 import * as ort from 'onnxruntime-node';
-import { HEADS, type FeatureRecipe } from '../../agent/scoring/features.js';
-import { sha256, type ModelEntry, type TensorSpec } from '../../agent/scoring/manifest.js';
+import { HEADS, type FeatureRecipe } from '../../common/model-features.js';
+import { sha256, type ModelEntry, type TensorSpec } from '../../common/model-manifest.js';
 
 function specs(meta: readonly ort.InferenceSession.ValueMetadata[]): TensorSpec[] {
   return meta.map((m) => ({ name: m.name, type: 'float32', shape: m.isTensor ? [...m.shape] : [] }));

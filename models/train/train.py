@@ -1,7 +1,7 @@
 #!/usr/bin/python3
 """Trains the probabilistic forecaster on the synthetic set and exports it to ONNX.
 
-The model maps a reading's context features (agent/scoring/features.ts, recipe ctx-v1) to one
+The model maps a reading's context features (common/model-features.ts, recipe ctx-v1) to one
 Laplace distribution per head over the reading's normalised value: output
 [mu_step, log_b_step, mu_level, log_b_level]. It is trained by Laplace negative log-likelihood,
 which is robust to the spikes and shifts in the data (the model should learn to be surprised by

@@ -4,9 +4,9 @@
  * so a model that loads is a model that works; that is what makes a hot swap safe.
  */
 import * as ort from 'onnxruntime-node';
-import { EdgetwinError, ErrorCodes } from '../../common/errors.js';
-import { HEADS, featureCount } from './features.js';
-import { readVerifiedModel, type ModelEntry, type TensorSpec } from './manifest.js';
+import { EdgetwinError, ErrorCodes } from './errors.js';
+import { HEADS, featureCount } from './model-features.js';
+import { readVerifiedModel, type ModelEntry, type TensorSpec } from './model-manifest.js';
 
 /** Output columns per row: mu and log b of each head's Laplace forecast, heads in HEADS order. */
 export const FORECAST_COLUMNS = 2 * HEADS.length;

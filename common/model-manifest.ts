@@ -7,8 +7,8 @@ import { createHash } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { dirname, resolve } from 'node:path';
 import { Ajv } from 'ajv';
-import { EdgetwinError, ErrorCodes } from '../../common/errors.js';
-import type { FeatureRecipe } from './features.js';
+import { EdgetwinError, ErrorCodes } from './errors.js';
+import type { FeatureRecipe } from './model-features.js';
 
 export interface TensorSpec {
   name: string;
