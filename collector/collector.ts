@@ -64,7 +64,7 @@ export class Collector {
     );
     const sinks = deps.sinks ?? this.sinksFromConfig(deps);
     this.runners = sinks.map(
-      (s) => new SinkRunner(s, cfg.runner, { spool: this.spool, siteId: cfg.siteId, log: this.log, registry: this.registry, onProgress: () => this.release() }),
+      (s) => new SinkRunner(s, cfg.runner, { spool: this.spool, siteId: cfg.siteId, log: this.log, registry: this.registry, onProgress: () => this.release(), deadLetterDir: join(cfg.stateDir, 'dead-letter') }),
     );
     this.writer = new SpoolWriter(
       this.spool,

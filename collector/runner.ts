@@ -5,13 +5,15 @@
  * blocks a fast one and never loses what it has not yet sent.
  */
 import { randomUUID } from 'node:crypto';
+import { closeSync, fsyncSync, mkdirSync, openSync, writeSync } from 'node:fs';
+import { join } from 'node:path';
 import { Backoff, sleep } from '../common/backoff.js';
 import { errorMessage } from '../common/errors.js';
 import type { Logger } from '../common/log.js';
 import { counter, gauge, type Registry } from '../common/metrics.js';
 import { LANE_NORMAL, type SqliteOutbox } from '../common/outbox.js';
 import type { RunnerConfig } from './config.js';
-import { RetryableSinkError, type Sink, type SinkBatch } from './sink.js';
+import { PermanentSinkError, RetryableSinkError, type Sink, type SinkBatch, type SinkWriteResult } from './sink.js';
 
 export interface RunnerDeps {
   spool: SqliteOutbox;
@@ -20,6 +22,11 @@ export interface RunnerDeps {
   registry: Registry;
   /** Called after this runner's cursor moved, so the owner can release rows all runners passed. */
   onProgress: () => void;
+  /**
+   * Messages a sink refuses for good are appended here (`<sink>.jsonl`, fsynced before the cursor
+   * moves past them), so an operator can inspect and replay them: refused is never silently gone.
+   */
+  deadLetterDir?: string;
 }
 
 export interface RunnerMetrics {
@@ -131,7 +138,7 @@ export class SinkRunner {
     }
   }
 
-  /** Retries the same batch (same id) until it is accepted or the runner stops. */
+  /** Retries the same batch (same id) until it is accepted, refused for good, or the runner stops. */
   private async deliver(batch: SinkBatch): Promise<void> {
     const name = this.sink.name;
     while (!this.stopped) {
@@ -139,16 +146,10 @@ export class SinkRunner {
         const result = await this.sink.write(batch);
         // Delivered, but not recorded: it is sent again after the restart (a duplicate, never a loss).
         if (this.abandoned) return;
-        for (const r of result.rejected ?? []) {
-          this.m.rejected.inc({ sink: name, code: r.code });
-          this.deps.log.warn({ sink: name, spoolId: r.id, code: r.code, err: r.message }, 'sink rejected a message');
-        }
-        this.m.sent.inc({ sink: name }, batch.messages.length - (result.rejected?.length ?? 0));
-        this.backoff.reset();
-        this.lastError = undefined;
-        this.advance(batch.messages[batch.messages.length - 1]!.id);
+        this.accepted(batch, result);
         return;
       } catch (err) {
+        if (err instanceof PermanentSinkError) return this.refused(batch, err);
         this.m.failures.inc({ sink: name });
         this.lastError = errorMessage(err);
         const hinted = err instanceof RetryableSinkError ? err.retryAfterMs : undefined;
@@ -156,6 +157,52 @@ export class SinkRunner {
         this.deps.log.warn({ sink: name, batchId: batch.batchId, retryInMs: wait, err: this.lastError }, 'sink write failed, will retry');
         await sleep(wait, this.abort.signal);
       }
+    }
+  }
+
+  private accepted(batch: SinkBatch, result: SinkWriteResult): void {
+    const name = this.sink.name;
+    const rejected = result.rejected ?? [];
+    if (rejected.length > 0) this.deadLetter(batch, rejected);
+    for (const r of rejected) {
+      this.m.rejected.inc({ sink: name, code: r.code });
+      this.deps.log.warn({ sink: name, spoolId: r.id, code: r.code, err: r.message }, 'sink rejected a message');
+    }
+    this.m.sent.inc({ sink: name }, batch.messages.length - rejected.length);
+    this.backoff.reset();
+    this.lastError = undefined;
+    this.advance(batch.messages[batch.messages.length - 1]!.id);
+  }
+
+  /**
+   * A refused batch is halved until the refusal is pinned on single messages: one bad or oversize
+   * message costs only itself, and everything around it is delivered. Sub-batch ids derive from
+   * the parent's, so each part keeps a stable idempotency key across its own retries.
+   */
+  private async refused(batch: SinkBatch, err: PermanentSinkError): Promise<void> {
+    if (batch.messages.length === 1) {
+      const m = batch.messages[0]!;
+      return this.accepted(batch, { rejected: [{ id: m.id, code: err.code, message: err.message }] });
+    }
+    this.deps.log.warn({ sink: this.sink.name, batchId: batch.batchId, messages: batch.messages.length, code: err.code, err: err.message }, 'sink refused a batch: splitting it');
+    const half = Math.ceil(batch.messages.length / 2);
+    const parts = [batch.messages.slice(0, half), batch.messages.slice(half)];
+    for (let i = 0; i < parts.length && !this.stopped; i++) await this.deliver({ ...batch, batchId: `${batch.batchId}.${i}`, messages: parts[i]! });
+  }
+
+  private deadLetter(batch: SinkBatch, rejected: NonNullable<SinkWriteResult['rejected']>): void {
+    const dir = this.deps.deadLetterDir;
+    if (!dir) return;
+    const byId = new Map(batch.messages.map((m) => [m.id, m]));
+    const at = new Date().toISOString();
+    const lines = rejected.map((r) => JSON.stringify({ at, sink: this.sink.name, spoolId: r.id, device: byId.get(r.id)?.device, code: r.code, message: r.message, payload: byId.get(r.id)?.payload }) + '\n').join('');
+    mkdirSync(dir, { recursive: true });
+    const fd = openSync(join(dir, `${this.sink.name}.jsonl`), 'a', 0o600);
+    try {
+      writeSync(fd, lines);
+      fsyncSync(fd);
+    } finally {
+      closeSync(fd);
     }
   }
 

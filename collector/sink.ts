@@ -31,6 +31,18 @@ export interface Sink {
   close(): Promise<void>;
 }
 
+/**
+ * The destination refuses this batch for good (malformed, too large): retrying it unchanged would
+ * block the sink forever. The runner splits the batch in halves until the refused messages stand
+ * alone, delivers the rest, and dead-letters the single messages that are still refused.
+ */
+export class PermanentSinkError extends Error {
+  constructor(message: string, readonly code: string, opts?: { cause?: unknown }) {
+    super(message, opts);
+    this.name = 'PermanentSinkError';
+  }
+}
+
 /** A failure the runner should retry (network, 5xx, throttling). Anything else thrown is treated the same. */
 export class RetryableSinkError extends Error {
   constructor(message: string, readonly retryAfterMs?: number, opts?: { cause?: unknown }) {

@@ -169,3 +169,50 @@ t.test('HTTP ingest sink: keep-alive, gzip, idempotency key per batch kept acros
   await c.stop();
   server.close();
 });
+
+t.test('HTTP ingest sink: a batch refused for good (413, 400) is split; only the bad message is dead-lettered', async (t) => {
+  const { dir, cleanup } = tempDir();
+  t.teardown(cleanup);
+  const stored: number[] = [];
+  const statuses: number[] = [];
+  let unauthorizedNext = 1;
+  const server = createServer((req: IncomingMessage, res) => {
+    if (req.method !== 'POST' || req.url !== '/v1/ingest') return void res.writeHead(404).end();
+    const chunks: Buffer[] = [];
+    req.on('data', (d: Buffer) => chunks.push(d));
+    req.on('end', () => {
+      const raw = Buffer.concat(chunks);
+      const body = JSON.parse((req.headers['content-encoding'] === 'gzip' ? gunzipSync(raw) : raw).toString()) as { messages: { readings: { seq: number }[] }[] };
+      const seqs = body.messages.map((m) => m.readings[0]!.seq);
+      // A wrong token is fixed by an operator, not by dropping data: retried, never dead-lettered.
+      const status = unauthorizedNext-- > 0 ? 401 : seqs.length > 4 ? 413 : seqs.includes(13) ? 400 : 200;
+      statuses.push(status);
+      if (status === 200) stored.push(...seqs);
+      res.writeHead(status, { 'content-type': 'application/json' }).end(status === 200 ? '{}' : `{"code":"EDGETWIN_ERR_${status}"}`);
+    });
+  });
+  await new Promise<void>((r) => server.listen(0, '127.0.0.1', () => r()));
+  t.teardown(() => server.close());
+  const url = `http://127.0.0.1:${(server.address() as { port: number }).port}`;
+  const c = await startRegistryCollector(dir, {
+    auth: { mode: 'open' },
+    sinks: { http: { enabled: true, url } },
+    runner: { batchMaxMessages: 10, flushIntervalMs: 200, backoff: { initialMs: 20, maxMs: 50 } },
+  });
+  const { client } = await connectOnce(`mqtt://127.0.0.1:${c.mqttPort}`, { clientId: 'split-1' });
+  for (let seq = 1; seq <= 30; seq++) await publishQos1(client, topics.telemetry('split-1'), batch('split-1', 1, seq));
+  await waitFor(() => c.spool.depth().rows === 0, 20_000, 'spool drained past the refused message');
+  t.same(stored, Array.from({ length: 30 }, (_, i) => i + 1).filter((s) => s !== 13), 'everything but the bad message delivered, once, in order');
+  t.ok(statuses.includes(413) && statuses.includes(400), `both refusals were met (${statuses.join(',')})`);
+  t.equal(statuses[0], 401, 'the 401 came first');
+  t.equal(await metric(c.registry, 'edgetwin_sink_failures_total', { sink: 'http' }), 1, 'the 401 counts as a failed attempt and is retried');
+  t.equal(await metric(c.registry, 'edgetwin_sink_rejected_total', { sink: 'http', code: 'EDGETWIN_ERR_BAD_PAYLOAD' }), 1, 'one message refused for good');
+  t.equal(await metric(c.registry, 'edgetwin_sink_rejected_total', { sink: 'http', code: 'EDGETWIN_ERR_PAYLOAD_TOO_LARGE' }), 0, 'no message was too large on its own');
+  const dead = readFileSync(join(dir, 'dead-letter', 'http.jsonl'), 'utf8').trim().split('\n').map((l) => JSON.parse(l) as { device: string; code: string; payload: string });
+  t.equal(dead.length, 1, 'one dead letter');
+  t.equal(dead[0]!.device, 'split-1');
+  t.equal(dead[0]!.code, 'EDGETWIN_ERR_BAD_PAYLOAD');
+  t.same(JSON.parse(dead[0]!.payload), JSON.parse(batch('split-1', 1, 13)), 'the dead letter keeps the payload as the device sent it');
+  client.end(true);
+  await c.stop();
+});

@@ -6,9 +6,9 @@
 import { promisify } from 'node:util';
 import { gzip as gzipCb } from 'node:zlib';
 import { Pool } from 'undici';
-import { errorMessage } from '../../common/errors.js';
+import { ErrorCodes, errorMessage } from '../../common/errors.js';
 import { spliceEnvelope } from '../../common/ingest-envelope.js';
-import { RetryableSinkError, type Sink, type SinkBatch, type SinkWriteResult } from '../sink.js';
+import { PermanentSinkError, RetryableSinkError, type Sink, type SinkBatch, type SinkWriteResult } from '../sink.js';
 
 const gzip = promisify(gzipCb);
 
@@ -43,6 +43,8 @@ export const httpIngestSinkConfigSchema = {
     connections: { type: 'integer', minimum: 1, maximum: 256 },
   },
 } as const;
+
+const PERMANENT = new Set([400, 413, 422]);
 
 interface IngestResponse {
   rejected?: { index: number; code: string; message: string }[];
@@ -89,6 +91,12 @@ export class HttpIngestSink implements Sink {
       throw new RetryableSinkError(`cloud ingest unreachable: ${errorMessage(cause)}`, undefined, { cause });
     }
     const text = await res.body.text();
+    // 400/413/422 judge the content, which a retry does not change; 401/403/404/415 and the rest are
+    // configuration or outages that an operator fixes, so those are retried without losing anything.
+    if (PERMANENT.has(res.statusCode)) {
+      const code = res.statusCode === 413 ? ErrorCodes.PAYLOAD_TOO_LARGE : ErrorCodes.BAD_PAYLOAD;
+      throw new PermanentSinkError(`cloud ingest refused the batch (${res.statusCode}): ${text.slice(0, 200)}`, code);
+    }
     if (res.statusCode < 200 || res.statusCode >= 300) {
       const retryAfter = Number(res.headers['retry-after']);
       throw new RetryableSinkError(`cloud ingest answered ${res.statusCode}: ${text.slice(0, 200)}`, Number.isFinite(retryAfter) ? retryAfter * 1000 : undefined);
