@@ -5,7 +5,7 @@
  * idempotency key per batch, kept across retries, per-record rejections).
  */
 import { mkdirSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
-import { createServer, type IncomingMessage } from 'node:http';
+import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import { join } from 'node:path';
 import { gunzipSync } from 'node:zlib';
 import t from 'tap';
@@ -36,6 +36,19 @@ class GateSink implements Sink {
   }
   /** Like a destination that hangs: closing does not unblock a write in flight. */
   async close(): Promise<void> {}
+}
+
+/** A stand-in cloud ingest: answers 404 to everything else (the twin feed polls the same URL). */
+function ingestServer<B>(handle: (req: IncomingMessage, res: ServerResponse, body: B) => void): Server {
+  return createServer((req, res) => {
+    if (req.method !== 'POST' || req.url !== '/v1/ingest') return void res.writeHead(404).end();
+    const chunks: Buffer[] = [];
+    req.on('data', (d: Buffer) => chunks.push(d));
+    req.on('end', () => {
+      const raw = Buffer.concat(chunks);
+      handle(req, res, JSON.parse((req.headers['content-encoding'] === 'gzip' ? gunzipSync(raw) : raw).toString()) as B);
+    });
+  });
 }
 
 t.test('a stalled sink blocks no other sink, and holds its rows until it catches up', async (t) => {
@@ -117,30 +130,22 @@ t.test('HTTP ingest sink: keep-alive, gzip, idempotency key per batch kept acros
   t.teardown(cleanup);
   const requests: { key: string; batchId: string; encoding: string | undefined; n: number; socket: string; auth: string | undefined }[] = [];
   let failNext = 0;
-  const server = createServer((req: IncomingMessage, res) => {
-    // The collector's twin sync polls the same cloud; only ingest matters here.
-    if (req.method !== 'POST' || req.url !== '/v1/ingest') return void res.writeHead(404).end();
-    const chunks: Buffer[] = [];
-    req.on('data', (d: Buffer) => chunks.push(d));
-    req.on('end', () => {
-      const raw = Buffer.concat(chunks);
-      const body = JSON.parse((req.headers['content-encoding'] === 'gzip' ? gunzipSync(raw) : raw).toString()) as { batchId: string; messages: unknown[] };
-      requests.push({
-        key: String(req.headers['idempotency-key']),
-        batchId: body.batchId,
-        encoding: req.headers['content-encoding'],
-        n: body.messages.length,
-        socket: `${req.socket.remotePort}`,
-        auth: req.headers.authorization,
-      });
-      if (failNext > 0) {
-        failNext--;
-        res.writeHead(503, { 'retry-after': '0' }).end('busy');
-        return;
-      }
-      // Refuse the second message of every batch on its own (bad data): counted, not retried.
-      res.writeHead(200, { 'content-type': 'application/json' }).end(JSON.stringify({ batchId: body.batchId, rejected: body.messages.length > 1 ? [{ index: 1, code: 'EDGETWIN_ERR_BAD_PAYLOAD', message: 'bad' }] : [] }));
+  const server = ingestServer<{ batchId: string; messages: unknown[] }>((req, res, body) => {
+    requests.push({
+      key: String(req.headers['idempotency-key']),
+      batchId: body.batchId,
+      encoding: req.headers['content-encoding'],
+      n: body.messages.length,
+      socket: `${req.socket.remotePort}`,
+      auth: req.headers.authorization,
     });
+    if (failNext > 0) {
+      failNext--;
+      res.writeHead(503, { 'retry-after': '0' }).end('busy');
+      return;
+    }
+    // Refuse the second message of every batch on its own (bad data): counted, not retried.
+    res.writeHead(200, { 'content-type': 'application/json' }).end(JSON.stringify({ batchId: body.batchId, rejected: body.messages.length > 1 ? [{ index: 1, code: 'EDGETWIN_ERR_BAD_PAYLOAD', message: 'bad' }] : [] }));
   });
   await new Promise<void>((r) => server.listen(0, '127.0.0.1', () => r()));
   const url = `http://127.0.0.1:${(server.address() as { port: number }).port}`;
@@ -176,20 +181,13 @@ t.test('HTTP ingest sink: a batch refused for good (413, 400) is split; only the
   const stored: number[] = [];
   const statuses: number[] = [];
   let unauthorizedNext = 1;
-  const server = createServer((req: IncomingMessage, res) => {
-    if (req.method !== 'POST' || req.url !== '/v1/ingest') return void res.writeHead(404).end();
-    const chunks: Buffer[] = [];
-    req.on('data', (d: Buffer) => chunks.push(d));
-    req.on('end', () => {
-      const raw = Buffer.concat(chunks);
-      const body = JSON.parse((req.headers['content-encoding'] === 'gzip' ? gunzipSync(raw) : raw).toString()) as { messages: { readings: { seq: number }[] }[] };
-      const seqs = body.messages.map((m) => m.readings[0]!.seq);
-      // A wrong token is fixed by an operator, not by dropping data: retried, never dead-lettered.
-      const status = unauthorizedNext-- > 0 ? 401 : seqs.length > 4 ? 413 : seqs.includes(13) ? 400 : 200;
-      statuses.push(status);
-      if (status === 200) stored.push(...seqs);
-      res.writeHead(status, { 'content-type': 'application/json' }).end(status === 200 ? '{}' : `{"code":"EDGETWIN_ERR_${status}"}`);
-    });
+  const server = ingestServer<{ messages: { readings: { seq: number }[] }[] }>((_req, res, body) => {
+    const seqs = body.messages.map((m) => m.readings[0]!.seq);
+    // A wrong token is fixed by an operator, not by dropping data: retried, never dead-lettered.
+    const status = unauthorizedNext-- > 0 ? 401 : seqs.length > 4 ? 413 : seqs.includes(13) ? 400 : 200;
+    statuses.push(status);
+    if (status === 200) stored.push(...seqs);
+    res.writeHead(status, { 'content-type': 'application/json' }).end(status === 200 ? '{}' : `{"code":"EDGETWIN_ERR_${status}"}`);
   });
   await new Promise<void>((r) => server.listen(0, '127.0.0.1', () => r()));
   t.teardown(() => server.close());
