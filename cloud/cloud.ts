@@ -12,7 +12,7 @@ import type { EventHubsConsumer } from './ingest/event-hubs-consumer.js';
 import { IngestPipeline } from './ingest/pipeline.js';
 import { QualityRules } from './ingest/quality.js';
 import { SeqIndex } from './ingest/seq-index.js';
-import { Lakehouse } from './lakehouse/lakehouse.js';
+import { Lakehouse, type LakehouseOpenOptions } from './lakehouse/lakehouse.js';
 import { StagingStore } from './lakehouse/staging.js';
 import { buildServer } from './server.js';
 import { TwinStore } from './twin-store.js';
@@ -20,6 +20,8 @@ import { TwinStore } from './twin-store.js';
 export interface CloudDeps {
   log?: Logger;
   registry?: Registry;
+  /** Passed to Lakehouse.open (Blob credential / pipeline for the lakehouse copy). */
+  lakehouse?: LakehouseOpenOptions;
 }
 
 /** The lakehouse writer may fail this long (it retries) before /healthz reports it. */
@@ -41,7 +43,7 @@ export class Cloud {
   private eventHubs: EventHubsConsumer | undefined;
   port = 0;
 
-  constructor(readonly cfg: CloudConfig, deps: CloudDeps = {}) {
+  constructor(readonly cfg: CloudConfig, private readonly deps: CloudDeps = {}) {
     this.log = deps.log ?? createLogger('cloud', cfg.log);
     this.registry = deps.registry ?? createRegistry('cloud', true);
     this.db = openCloudDb(cfg.stateDir, this.log);
@@ -84,11 +86,13 @@ export class Cloud {
     if (lakehouse && lakehouse.failingSinceMs > WRITER_UNHEALTHY_MS) reasons.push(`lakehouse writes failing for ${Math.round(lakehouse.failingSinceMs / 1000)} s: ${lakehouse.lastError}`);
     if (lakehouse && lakehouse.pendingBytes > this.cfg.lakehouse.maxStagedBytes) reasons.push('staging over lakehouse.maxStagedBytes: ingest answers 503');
     if (eventHubs && !eventHubs.healthy) reasons.push(`event hubs: ${eventHubs.lastError}`);
-    return { ok: reasons.length === 0, reasons, lakehouse, ...(eventHubs ? { eventHubs } : {}) };
+    const blob = this.lakehouse?.mirror?.status();
+    if (blob && blob.failingSinceMs > WRITER_UNHEALTHY_MS) reasons.push(`lakehouse copy to Azure Blob failing for ${Math.round(blob.failingSinceMs / 1000)} s: ${blob.lastError}`);
+    return { ok: reasons.length === 0, reasons, lakehouse: blob ? { ...lakehouse, blob } : lakehouse, ...(eventHubs ? { eventHubs } : {}) };
   }
 
   async start(): Promise<void> {
-    this.lakehouse = await Lakehouse.open(this.cfg, this.staging, this.db.db, this.log, this.registry);
+    this.lakehouse = await Lakehouse.open(this.cfg, this.staging, this.db.db, this.log, this.registry, this.deps.lakehouse);
     this.server = buildServer({
       cfg: this.cfg,
       log: this.log,
@@ -113,7 +117,7 @@ export class Cloud {
       this.eventHubs = new EventHubsConsumer(this.cfg.eventHubs, { pipeline: this.pipeline, stateDir: this.cfg.stateDir, log: this.log, registry: this.registry, onStored: () => this.lake.writer.poke() });
       await this.eventHubs.start();
     }
-    this.log.info({ url: this.url, lakehouse: this.lakehouse.root }, 'cloud twin API listening');
+    this.log.info({ url: this.url, lakehouse: this.lakehouse.root, ...(this.lakehouse.mirror ? { lakehouseCopy: this.lakehouse.mirror.status().target } : {}) }, 'cloud twin API listening');
   }
 
   /** Every stored identity of a device, from the silver Parquet files (verification and tests). */

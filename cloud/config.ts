@@ -1,8 +1,9 @@
 import { join } from 'node:path';
 import { deepMerge, loadConfig, type EnvMap } from '../common/config.js';
-import { EdgetwinError, ErrorCodes } from '../common/errors.js';
+import { EdgetwinError, ErrorCodes, errorMessage } from '../common/errors.js';
 import { logConfigSchema, type LogConfig } from '../common/log.js';
 import { eventHubsConsumerConfigSchema, eventHubsConsumerDefaults, type EventHubsConsumerConfig } from './ingest/event-hubs-config.js';
+import { parseBlobUrl } from './lakehouse/blob-client.js';
 import { cloudModelsConfigSchema, cloudModelsDefaults, type CloudModelsConfig } from './models/config.js';
 
 export interface CloudHttpConfig {
@@ -50,6 +51,16 @@ export interface CloudQualityConfig {
 export interface LakehouseConfig {
   /** Local directory of the lakehouse; default `<stateDir>/lakehouse` — env EDGETWIN_LAKEHOUSE_ROOT. */
   root: string;
+  /**
+   * Azure Blob / ADLS Gen2 copy of the lakehouse (docs/lakehouse.md): `https://<acct>.blob.core.windows.net/<container>[/<prefix>]`,
+   * `abfss://<fs>@<acct>.dfs.core.windows.net[/<prefix>]` or a path-style URL; the local root stays the working copy.
+   * Env EDGETWIN_LAKEHOUSE_URL. A SAS in its query is a secret (never logged).
+   */
+  url?: string;
+  /** Credential for `url` when it carries no SAS and managed identity is not used — env EDGETWIN_LAKEHOUSE_BLOB_CONNECTION_STRING. */
+  blobConnectionString?: string;
+  /** Full sync with the container this often (also picks up `edgetwin cloud compact` runs); 0 = only after flushes and maintenance. */
+  blobSyncIntervalMs: number;
   /** Longest a landed batch waits before it is written to Parquet. */
   flushIntervalMs: number;
   /** Flush early once this many staged bytes wait. */
@@ -94,6 +105,7 @@ export const cloudDefaults: CloudConfig = {
   quality: { notBefore: '2000-01-01T00:00:00Z', maxPastMs: 0, maxFutureMs: 5 * 60_000, ranges: {} },
   lakehouse: {
     root: '',
+    blobSyncIntervalMs: 60_000,
     flushIntervalMs: 1000,
     flushMaxBytes: 64 * 1024 * 1024,
     memoryMaxBytes: 256 * 1024 * 1024,
@@ -161,6 +173,9 @@ export const cloudConfigSchema = {
       additionalProperties: false,
       properties: {
         root: { type: 'string' },
+        url: { type: 'string', pattern: '^(https?|abfss?)://' },
+        blobConnectionString: { type: 'string', minLength: 1 },
+        blobSyncIntervalMs: int(0),
         flushIntervalMs: int(10),
         flushMaxBytes: int(1024),
         memoryMaxBytes: int(0),
@@ -192,9 +207,19 @@ export const cloudConfigSchema = {
 
 export const cloudEnv: EnvMap = {
   EDGETWIN_CLOUD_STATE_DIR: 'stateDir',
+  EDGETWIN_CLOUD_HOST: 'http.host',
   EDGETWIN_CLOUD_PORT: 'http.port',
   EDGETWIN_LAKEHOUSE_ROOT: 'lakehouse.root',
+  EDGETWIN_LAKEHOUSE_URL: 'lakehouse.url',
+  EDGETWIN_LAKEHOUSE_BLOB_CONNECTION_STRING: 'lakehouse.blobConnectionString',
+  EDGETWIN_EVENTHUBS_ENABLED: 'eventHubs.enabled',
   EDGETWIN_EVENTHUBS_CONNECTION_STRING: 'eventHubs.connectionString',
+  // The names the Terraform (deploy/azure/terraform) sets on the Container App.
+  EDGETWIN_EVENTHUB_NAMESPACE: 'eventHubs.fullyQualifiedNamespace',
+  EDGETWIN_EVENTHUB_NAME: 'eventHubs.eventHubName',
+  EDGETWIN_EVENTHUB_CONSUMER_GROUP: 'eventHubs.consumerGroup',
+  EDGETWIN_CHECKPOINT_STORE: 'eventHubs.checkpoint.store',
+  EDGETWIN_CHECKPOINT_CONTAINER_URL: 'eventHubs.checkpoint.containerUrl',
   EDGETWIN_CHECKPOINT_BLOB_CONNECTION_STRING: 'eventHubs.checkpoint.blobConnectionString',
   EDGETWIN_MODEL_SIGNING_KEY_FILE: 'models.signingKeyFile',
 };
@@ -217,6 +242,15 @@ export function loadCloudConfig(file?: string, overrides?: unknown, env: NodeJS.
     if (r.min !== undefined && r.max !== undefined && r.min > r.max) throw fail(`quality.ranges.${metric}`, 'has min > max');
   }
   checkEventHubsConfig(cfg.eventHubs, fail);
+  if (cfg.lakehouse.url) {
+    try {
+      parseBlobUrl(cfg.lakehouse.url);
+    } catch (err) {
+      throw fail('lakehouse.url', errorMessage(err));
+    }
+  } else if (cfg.lakehouse.blobConnectionString) {
+    throw fail('lakehouse.blobConnectionString', 'needs lakehouse.url (the container and prefix to mirror to)');
+  }
   return cfg;
 }
 
@@ -227,7 +261,16 @@ function checkEventHubsConfig(c: EventHubsConsumerConfig, fail: (key: string, ms
   if (!c.eventHubName && !(c.connectionString && /;EntityPath=[^;]+/.test(c.connectionString))) {
     throw fail('eventHubs.eventHubName', 'is required when the connection string has no EntityPath');
   }
-  if (c.checkpoint.store === 'blob' && !c.checkpoint.blobConnectionString && !c.checkpoint.blobAccountUrl) {
-    throw fail('eventHubs.checkpoint.blobConnectionString', 'or eventHubs.checkpoint.blobAccountUrl is required with checkpoint.store "blob"');
+  const cp = c.checkpoint;
+  if (cp.store !== 'blob') return;
+  const where = [cp.blobConnectionString && 'blobConnectionString', cp.blobAccountUrl && 'blobAccountUrl', cp.containerUrl && 'containerUrl'].filter(Boolean);
+  if (where.length === 0) throw fail('eventHubs.checkpoint.blobConnectionString', 'or eventHubs.checkpoint.blobAccountUrl or eventHubs.checkpoint.containerUrl is required with checkpoint.store "blob"');
+  if (where.length > 1) throw fail(`eventHubs.checkpoint.${where[1]}`, `cannot be set together with ${where[0]}`);
+  if (cp.containerUrl) {
+    try {
+      if (parseBlobUrl(cp.containerUrl).prefix) throw new Error('must name the container only, without a folder');
+    } catch (err) {
+      throw fail('eventHubs.checkpoint.containerUrl', errorMessage(err));
+    }
   }
 }

@@ -7,6 +7,12 @@ export interface EventHubsCheckpointConfig {
   blobConnectionString?: string;
   /** e.g. https://acct.blob.core.windows.net, with DefaultAzureCredential. */
   blobAccountUrl?: string;
+  /**
+   * The container itself, e.g. https://acct.blob.core.windows.net/checkpoints (what the Terraform
+   * sets, env EDGETWIN_CHECKPOINT_CONTAINER_URL): a SAS in its query authenticates, otherwise
+   * DefaultAzureCredential. Replaces blobAccountUrl + containerName.
+   */
+  containerUrl?: string;
   containerName: string;
 }
 
@@ -69,6 +75,7 @@ export const eventHubsConsumerConfigSchema = {
         store: { enum: ['sqlite', 'blob'] },
         blobConnectionString: { type: 'string', minLength: 1 },
         blobAccountUrl: { type: 'string', pattern: '^https?://' },
+        containerUrl: { type: 'string', pattern: '^https?://' },
         containerName: { type: 'string', pattern: '^[a-z0-9](?:[a-z0-9-]{1,61})[a-z0-9]$' },
       },
     },

@@ -17,6 +17,8 @@ import { counter, type Registry } from '../../common/metrics.js';
 import type { EventHubsConsumerConfig } from './event-hubs-config.js';
 import type { IngestPipeline } from './pipeline.js';
 import { SqliteCheckpointStore } from './sqlite-checkpoint-store.js';
+import { checkpointContainer } from './blob-checkpoint.js';
+import { ensureContainer, redactUrl } from '../lakehouse/blob-client.js';
 
 export const SITE_PROPERTY = 'edgetwin-site';
 /** Site of events that carry none (not sent by an edgetwin collector): kept and visible, not dropped. */
@@ -110,12 +112,10 @@ export class EventHubsConsumer {
     if (this.deps.checkpointStore) return this.deps.checkpointStore;
     const c = this.cfg.checkpoint;
     if (c.store === 'sqlite') return (this.sqliteStore = new SqliteCheckpointStore(this.deps.stateDir, this.deps.log));
-    const { ContainerClient } = await import('@azure/storage-blob');
     const { BlobCheckpointStore } = await import('@azure/eventhubs-checkpointstore-blob');
-    const container = c.blobConnectionString
-      ? new ContainerClient(c.blobConnectionString, c.containerName)
-      : new ContainerClient(`${c.blobAccountUrl!.replace(/\/$/, '')}/${c.containerName}`, this.deps.credential ?? new (await import('@azure/identity')).DefaultAzureCredential());
-    await container.createIfNotExists();
+    const container = await checkpointContainer(c, this.deps.credential);
+    await ensureContainer(container);
+    this.deps.log.info({ container: c.containerUrl ? redactUrl(c.containerUrl) : c.blobAccountUrl ? redactUrl(c.blobAccountUrl) : 'connection string' }, 'event hubs checkpoints in Azure Blob');
     return new BlobCheckpointStore(container);
   }
 

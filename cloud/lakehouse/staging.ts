@@ -105,6 +105,21 @@ export class StagingStore {
     return row.encoding === 'gzip' ? gunzipSync(row.body) : row.body;
   }
 
+  /**
+   * After a restore from the container into a fresh state: the restored files cover staging ids up
+   * to `hi`, so the cursor moves there and new batches get ids above it (their file names must not
+   * collide with restored ones). Only with nothing staged: pending ids would fall inside that range.
+   */
+  advanceCursor(hi: number): void {
+    if (hi <= this.cursor()) return;
+    if (this.pending.length > 0) throw new Error(`cannot move the lake cursor to ${hi}: ${this.pending.length} batches are staged below it`);
+    this.db.transaction(() => {
+      this.meta.set(CURSOR, hi);
+      const seq = this.db.prepare("UPDATE sqlite_sequence SET seq = max(seq, ?) WHERE name = 'staging'").run(hi);
+      if (seq.changes === 0) this.db.prepare("INSERT INTO sqlite_sequence (name, seq) VALUES ('staging', ?)").run(hi);
+    })();
+  }
+
   /** Marks everything up to `hi` as written to the lakehouse and frees it (one fsynced transaction). */
   release(hi: number): void {
     this.db.transaction(() => {

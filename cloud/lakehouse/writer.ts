@@ -114,6 +114,8 @@ export class LakehouseWriter {
   private readonly mRows;
   private readonly mPendingBytes;
   private readonly mPendingBatches;
+  /** Called after each flush is committed (the lake cursor moved): the Blob mirror uploads then. */
+  onCommit: (() => void) | undefined;
 
   constructor(
     private readonly root: string,
@@ -194,6 +196,7 @@ export class LakehouseWriter {
     try {
       await this.write(batches, lo, hi);
       this.staging.release(hi);
+      this.onCommit?.();
       this.mFlushes.inc({ result: 'ok' });
       this.mRows.inc(batches.length);
       this.lastFlushAt = Date.now();

@@ -198,6 +198,10 @@ resource "azurerm_container_app" "twin_api" {
         value = azurerm_user_assigned_identity.cloud.client_id
       }
       env {
+        name  = "EDGETWIN_EVENTHUBS_ENABLED"
+        value = "true"
+      }
+      env {
         name  = "EDGETWIN_EVENTHUB_NAMESPACE"
         value = "${azurerm_eventhub_namespace.this.name}.servicebus.windows.net"
       }
@@ -209,9 +213,15 @@ resource "azurerm_container_app" "twin_api" {
         name  = "EDGETWIN_EVENTHUB_CONSUMER_GROUP"
         value = azurerm_eventhub_consumer_group.cloud.name
       }
+      # The local lakehouse is the working copy; every committed Parquet file is copied here and a
+      # replica with an empty disk restores from it (docs/lakehouse.md, "Azure Blob copy").
       env {
         name  = "EDGETWIN_LAKEHOUSE_URL"
         value = "abfss://${azurerm_storage_data_lake_gen2_filesystem.lakehouse.name}@${azurerm_storage_account.lake.name}.dfs.core.windows.net/"
+      }
+      env {
+        name  = "EDGETWIN_CHECKPOINT_STORE"
+        value = "blob"
       }
       env {
         name  = "EDGETWIN_CHECKPOINT_CONTAINER_URL"

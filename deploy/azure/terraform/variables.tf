@@ -54,9 +54,13 @@ variable "twin_api_min_replicas" {
 }
 
 variable "twin_api_max_replicas" {
-  description = "Upper bound for the twin API; ingest consumers scale with hub partitions, not beyond."
+  description = "Replicas of the cloud (twin API, Event Hubs consumer, lakehouse writer). Each replica keeps its own state and its lakehouse copy assumes a single writer, so this must stay 1 until the state is shared."
   type        = number
-  default     = 4
+  default     = 1
+  validation {
+    condition     = var.twin_api_max_replicas == 1
+    error_message = "twin_api_max_replicas must be 1: the lakehouse copy in Blob Storage has one writer (docs/lakehouse.md)."
+  }
 }
 
 variable "enable_private_endpoints" {
