@@ -188,6 +188,10 @@ export class MqttUplink {
       reconnectOnConnackError: true,
       resubscribe: true,
       rejectUnauthorized: c.rejectUnauthorized,
+      // mqtt-packet would otherwise keep a 2-byte Buffer for each of the 65,536 possible packet ids
+      // and lengths: ~7 MB of old-generation heap for good (a heap snapshot of the agent). The cost
+      // instead: two small allocations per published batch (~500 readings).
+      writeCache: false,
     };
     const password = this.creds.password();
     if (password !== undefined) opts.password = password;

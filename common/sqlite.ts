@@ -16,6 +16,13 @@ export type SqliteDb = Database.Database;
  */
 export type SynchronousMode = 'full' | 'normal';
 
+/**
+ * `wal` (default): readers never block the writer. `delete`: a rollback journal, for files on a
+ * network file system (Azure Files over SMB): WAL's index lives in shared memory (a mmapped -shm
+ * file) that such file systems do not keep coherent, so WAL there can lose or corrupt commits.
+ */
+export type JournalMode = 'wal' | 'delete';
+
 export interface OpenDbOptions {
   path: string;
   synchronous: SynchronousMode;
@@ -28,6 +35,13 @@ export interface OpenDbOptions {
    * converted once with VACUUM.
    */
   autoVacuum?: 'incremental';
+  /**
+   * SQLite page cache in KiB, set before the open-time quick_check: that check reads the whole file,
+   * and pages it caches under better-sqlite3's 16 MiB default stay in the process's RSS afterwards
+   * (lowering cache_size later does not give them back; measured in bench/agent.ts).
+   */
+  cacheKiB?: number;
+  journalMode?: JournalMode;
 }
 
 export interface OpenedDb {
@@ -39,9 +53,19 @@ export interface OpenedDb {
 function tryOpen(opts: OpenDbOptions): SqliteDb {
   const db = new Database(opts.path);
   try {
-    db.pragma('journal_mode = WAL');
-    db.pragma(`synchronous = ${opts.synchronous.toUpperCase()}`);
+    // First, so that switching the journal mode waits out another process's transaction.
     db.pragma('busy_timeout = 5000');
+    if (opts.cacheKiB) db.pragma(`cache_size = -${opts.cacheKiB}`);
+    const journal = opts.journalMode ?? 'wal';
+    const got = db.pragma(`journal_mode = ${journal.toUpperCase()}`, { simple: true });
+    // Leaving WAL needs the only connection to the file; another process still holding it is no
+    // corruption, so this must not move the file aside (see openDatabase). A WAL request that the
+    // file system refuses keeps running in rollback mode, as it always has.
+    if (journal === 'delete' && got !== 'delete' && opts.path !== ':memory:') throw new JournalModeRefused(opts.path, journal, String(got));
+    // A rollback journal with synchronous=NORMAL can corrupt the file on power loss (SQLite skips
+    // the sync that orders journal before database writes), and on SMB an unsynced write may still
+    // sit in the client's cache when the replica dies: every commit is synced in full.
+    db.pragma(`synchronous = ${journal === 'delete' ? 'FULL' : opts.synchronous.toUpperCase()}`);
     const check = db.pragma('quick_check', { simple: true });
     if (check !== 'ok') throw new Error(`quick_check: ${String(check)}`);
     if (opts.autoVacuum === 'incremental' && db.pragma('auto_vacuum', { simple: true }) !== 2) {
@@ -57,15 +81,29 @@ function tryOpen(opts: OpenDbOptions): SqliteDb {
   }
 }
 
+/** The file could not be put in the requested journal mode (another connection has it open). */
+export class JournalModeRefused extends Error {
+  constructor(readonly path: string, readonly wanted: JournalMode, readonly got: string) {
+    super(`${path}: journal_mode stays "${got}", "${wanted}" was asked for (another process has the file open?)`);
+  }
+}
+
+/** Another process holding a lock is contention, not corruption: retried by the caller, never quarantined. */
+function isContention(err: unknown): boolean {
+  const code = (err as { code?: unknown }).code;
+  return err instanceof JournalModeRefused || code === 'SQLITE_BUSY' || code === 'SQLITE_LOCKED';
+}
+
 export function openDatabase(opts: OpenDbOptions): OpenedDb {
   if (opts.path !== ':memory:') mkdirSync(dirname(opts.path), { recursive: true });
   try {
     return { db: tryOpen(opts) };
   } catch (err) {
-    if (opts.path === ':memory:' || !existsSync(opts.path)) throw err;
+    if (opts.path === ':memory:' || !existsSync(opts.path) || isContention(err)) throw err;
     const quarantinedTo = `${opts.path}.corrupt-${new Date().toISOString().replace(/[:.]/g, '-')}`;
     renameSync(opts.path, quarantinedTo);
-    for (const suffix of ['-wal', '-shm']) {
+    // A rollback journal belongs to its file: left behind, it would be "replayed" into the fresh one.
+    for (const suffix of ['-wal', '-shm', '-journal']) {
       if (existsSync(opts.path + suffix)) renameSync(opts.path + suffix, quarantinedTo + suffix);
     }
     opts.log?.error(
