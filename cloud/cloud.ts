@@ -46,7 +46,7 @@ export class Cloud {
   constructor(readonly cfg: CloudConfig, private readonly deps: CloudDeps = {}) {
     this.log = deps.log ?? createLogger('cloud', cfg.log);
     this.registry = deps.registry ?? createRegistry('cloud', true);
-    this.db = openCloudDb(cfg.stateDir, this.log);
+    this.db = openCloudDb(cfg.stateDir, this.log, { journalMode: cfg.db.journalMode });
     this.audit = new AuditLog(this.db.db);
     this.tokens = new TokenStore(this.db.db);
     this.store = new TwinStore(this.db.db, this.db.meta, this.audit, cfg.twins);
@@ -114,7 +114,7 @@ export class Cloud {
     }
     if (this.cfg.eventHubs.enabled) {
       const { EventHubsConsumer } = await import('./ingest/event-hubs-consumer.js');
-      this.eventHubs = new EventHubsConsumer(this.cfg.eventHubs, { pipeline: this.pipeline, stateDir: this.cfg.stateDir, log: this.log, registry: this.registry, onStored: () => this.lake.writer.poke() });
+      this.eventHubs = new EventHubsConsumer(this.cfg.eventHubs, { pipeline: this.pipeline, stateDir: this.cfg.stateDir, journalMode: this.cfg.db.journalMode, log: this.log, registry: this.registry, onStored: () => this.lake.writer.poke() });
       await this.eventHubs.start();
     }
     this.log.info({ url: this.url, lakehouse: this.lakehouse.root, ...(this.lakehouse.mirror ? { lakehouseCopy: this.lakehouse.mirror.status().target } : {}) }, 'cloud twin API listening');

@@ -2,6 +2,7 @@ import { join } from 'node:path';
 import { deepMerge, loadConfig, type EnvMap } from '../common/config.js';
 import { EdgetwinError, ErrorCodes, errorMessage } from '../common/errors.js';
 import { logConfigSchema, type LogConfig } from '../common/log.js';
+import type { JournalMode } from '../common/sqlite.js';
 import { eventHubsConsumerConfigSchema, eventHubsConsumerDefaults, type EventHubsConsumerConfig } from './ingest/event-hubs-config.js';
 import { parseBlobUrl } from './lakehouse/blob-client.js';
 import { cloudModelsConfigSchema, cloudModelsDefaults, type CloudModelsConfig } from './models/config.js';
@@ -83,8 +84,18 @@ export interface CloudTwinsConfig {
   desiredMaxBytes: number;
 }
 
+export interface CloudDbConfig {
+  /**
+   * Journal of every SQLite file the cloud opens (`twins.db`, `eventhubs-checkpoints.db`): `wal`, or
+   * `delete` when `stateDir` is on a network share (Azure Files/SMB), where WAL's shared memory does
+   * not work — env EDGETWIN_DB_JOURNAL_MODE. `delete` always syncs every commit in full.
+   */
+  journalMode: JournalMode;
+}
+
 export interface CloudConfig {
   stateDir: string;
+  db: CloudDbConfig;
   http: CloudHttpConfig;
   ingest: CloudIngestConfig;
   auth: CloudAuthConfig;
@@ -99,6 +110,7 @@ export interface CloudConfig {
 
 export const cloudDefaults: CloudConfig = {
   stateDir: join(process.env['EDGETWIN_HOME'] ?? 'var', 'cloud'),
+  db: { journalMode: 'wal' },
   http: { host: '127.0.0.1', port: 8480, bodyLimitBytes: 64 * 1024 * 1024 },
   ingest: { tokens: [], batchIdRetentionDays: 7 },
   auth: { anonymousRole: 'none', openWhenNoTokens: true },
@@ -129,6 +141,7 @@ export const cloudConfigSchema = {
   required: ['stateDir', 'http', 'ingest'],
   properties: {
     stateDir: { type: 'string', minLength: 1 },
+    db: { type: 'object', additionalProperties: false, properties: { journalMode: { enum: ['wal', 'delete'] } } },
     http: {
       type: 'object',
       additionalProperties: false,
@@ -207,6 +220,7 @@ export const cloudConfigSchema = {
 
 export const cloudEnv: EnvMap = {
   EDGETWIN_CLOUD_STATE_DIR: 'stateDir',
+  EDGETWIN_DB_JOURNAL_MODE: 'db.journalMode',
   EDGETWIN_CLOUD_HOST: 'http.host',
   EDGETWIN_CLOUD_PORT: 'http.port',
   EDGETWIN_LAKEHOUSE_ROOT: 'lakehouse.root',

@@ -4,9 +4,10 @@
  * quality, audit log and tokens. One file, so that one fsynced transaction covers an ingest's
  * landing, its dedup state and its twin updates together.
  */
+import { closeSync, openSync, readSync } from 'node:fs';
 import { join } from 'node:path';
 import type { Logger } from '../common/log.js';
-import { MetaStore, openDatabase, type SqliteDb } from '../common/sqlite.js';
+import { MetaStore, openDatabase, type JournalMode, type SqliteDb } from '../common/sqlite.js';
 
 /** Twin columns beyond the spine's; older files get them added in place (ALTER TABLE ADD COLUMN). */
 const TWIN_COLUMNS: [string, string][] = [
@@ -89,8 +90,36 @@ export interface CloudDb {
   close(): void;
 }
 
-export function openCloudDb(stateDir: string, log?: Logger): CloudDb {
-  const { db } = openDatabase({ path: join(stateDir, 'twins.db'), synchronous: 'full', log, schema: SCHEMA });
+export interface CloudDbOptions {
+  /** `db.journalMode`; unset (tools that open the file beside the daemon): keep the file's own mode. */
+  journalMode?: JournalMode;
+}
+
+/**
+ * The journal mode an existing file is in, from its header (bytes 18-19: 1 = rollback journal,
+ * 2 = WAL), or undefined for a new file. A tool opening the cloud's file without its config must
+ * not turn a file that the daemon keeps in `delete` mode on a network share back to WAL.
+ */
+export function fileJournalMode(path: string): JournalMode | undefined {
+  let fd: number;
+  try {
+    fd = openSync(path, 'r');
+  } catch {
+    return undefined;
+  }
+  try {
+    const header = Buffer.alloc(20);
+    if (readSync(fd, header, 0, 20, 0) < 20) return undefined;
+    return header[18] === 1 && header[19] === 1 ? 'delete' : 'wal';
+  } finally {
+    closeSync(fd);
+  }
+}
+
+export function openCloudDb(stateDir: string, log?: Logger, opts: CloudDbOptions = {}): CloudDb {
+  const path = join(stateDir, 'twins.db');
+  const journalMode = opts.journalMode ?? fileJournalMode(path) ?? 'wal';
+  const { db } = openDatabase({ path, synchronous: 'full', log, schema: SCHEMA, journalMode });
   ensureColumns(db, 'twins', TWIN_COLUMNS);
   ensureColumns(db, 'twin_metrics', METRIC_COLUMNS);
   ensureColumns(db, 'batches', BATCH_COLUMNS);

@@ -93,3 +93,58 @@ t.test('Terraform: every var.X is declared, every declared variable is used, bra
   }
   t.match(all, /is_hns_enabled\s*=\s*true/, 'storage is ADLS Gen2');
 });
+
+/** The body of the first block whose header matches (braces balanced; strings hold none here). */
+function hclBlock(text: string, header: RegExp): string {
+  const m = header.exec(text);
+  if (!m) return '';
+  let depth = 0;
+  for (let i = text.indexOf('{', m.index); i < text.length; i++) {
+    if (text[i] === '{') depth++;
+    else if (text[i] === '}' && --depth === 0) return text.slice(m.index, i + 1);
+  }
+  return '';
+}
+
+t.test('Terraform: the twin API mounts an Azure Files share at the state dir its env names, in journal mode delete', async (t) => {
+  const main = readFileSync(join(root, 'deploy/azure/terraform/main.tf'), 'utf8');
+  const attr = (body: string, name: string): string | undefined => new RegExp(`^\\s*${name}\\s*=\\s*(.+?)\\s*(#.*)?$`, 'm').exec(body)?.[1];
+  const locals = [...main.matchAll(/^\s*(\w+)\s*=\s*"([^"]*)"\s*(#.*)?$/gm)];
+  const resolve = (v: string | undefined): string | undefined => {
+    const local = /^local\.(\w+)$/.exec(v ?? '')?.[1];
+    return local ? locals.find((m) => m[1] === local)?.[2] : v?.replace(/^"|"$/g, '');
+  };
+
+  const share = hclBlock(main, /resource "azurerm_storage_share" "(\w+)"/);
+  const shareName = /resource "azurerm_storage_share" "(\w+)"/.exec(main)?.[1];
+  t.ok(share, 'a file share is defined');
+  t.match(attr(share, 'enabled_protocol') ?? '"SMB"', /"SMB"/, 'an SMB share (what Container Apps mounts without a VNet)');
+  const account = /^azurerm_storage_account\.(\w+)\.id$/.exec(attr(share, 'storage_account_id') ?? '')?.[1];
+  t.ok(account, 'the share names its storage account');
+  const acct = hclBlock(main, new RegExp(`resource "azurerm_storage_account" "${account}"`));
+  t.match(attr(acct, 'shared_access_key_enabled'), /^true$/, 'its account allows the key the SMB mount uses');
+
+  const envStorage = hclBlock(main, /resource "azurerm_container_app_environment_storage" "(\w+)"/);
+  const envStorageName = /resource "azurerm_container_app_environment_storage" "(\w+)"/.exec(main)?.[1];
+  t.equal(attr(envStorage, 'share_name'), `azurerm_storage_share.${shareName}.name`, 'the environment storage is that share');
+  t.equal(attr(envStorage, 'account_name'), `azurerm_storage_account.${account}.name`);
+  t.equal(attr(envStorage, 'access_mode'), '"ReadWrite"');
+  t.equal(attr(envStorage, 'container_app_environment_id'), 'azurerm_container_app_environment.this.id');
+
+  const app = hclBlock(main, /resource "azurerm_container_app" "twin_api"/);
+  const volume = hclBlock(app, /^\s*volume \{/m);
+  t.equal(attr(volume, 'storage_type'), '"AzureFile"');
+  t.equal(attr(volume, 'storage_name'), `azurerm_container_app_environment_storage.${envStorageName}.name`, 'the volume is the environment storage');
+  t.match(attr(volume, 'mount_options'), /\bnobrl\b/, 'SQLite needs nobrl on CIFS');
+  const volumeName = resolve(attr(volume, 'name'));
+  const mount = hclBlock(app, /^\s*volume_mounts \{/m);
+  t.equal(resolve(attr(mount, 'name')), volumeName, 'the container mounts that volume');
+  const mountPath = resolve(attr(mount, 'path'));
+  t.ok(mountPath?.startsWith('/'), `mounted at ${mountPath}`);
+
+  const env = new Map([...app.matchAll(/env \{\s*name\s*=\s*"(\w+)"\s*value\s*=\s*(.+?)\s*\}/g)].map((m) => [m[1]!, m[2]!]));
+  t.equal(resolve(env.get('EDGETWIN_CLOUD_STATE_DIR')), mountPath, 'EDGETWIN_CLOUD_STATE_DIR is the mount path');
+  t.equal(resolve(env.get('EDGETWIN_DB_JOURNAL_MODE')), 'delete', 'SQLite on the share runs without WAL');
+  t.equal(attr(hclBlock(app, /^\s*template \{/m), 'max_replicas'), 'var.twin_api_max_replicas');
+  t.match(readFileSync(join(root, 'deploy/azure/terraform/variables.tf'), 'utf8'), /condition\s*=\s*var\.twin_api_max_replicas == 1/, 'one replica, enforced');
+});

@@ -14,6 +14,7 @@ import { ErrorCodes, errorMessage, isEdgetwinError } from '../../common/errors.j
 import { INGEST_VERSION } from '../../common/ingest-envelope.js';
 import type { Logger } from '../../common/log.js';
 import { counter, type Registry } from '../../common/metrics.js';
+import type { JournalMode } from '../../common/sqlite.js';
 import type { EventHubsConsumerConfig } from './event-hubs-config.js';
 import type { IngestPipeline } from './pipeline.js';
 import { SqliteCheckpointStore } from './sqlite-checkpoint-store.js';
@@ -78,6 +79,8 @@ export function envelopesFromEvents(partitionId: string, events: readonly EventL
 export interface EventHubsConsumerDeps {
   pipeline: IngestPipeline;
   stateDir: string;
+  /** For the `sqlite` checkpoint store's file (`db.journalMode`). */
+  journalMode?: JournalMode;
   log: Logger;
   registry: Registry;
   /** Called after each landed batch (pokes the lakehouse writer). */
@@ -111,7 +114,7 @@ export class EventHubsConsumer {
   private async checkpointStore(): Promise<CheckpointStore> {
     if (this.deps.checkpointStore) return this.deps.checkpointStore;
     const c = this.cfg.checkpoint;
-    if (c.store === 'sqlite') return (this.sqliteStore = new SqliteCheckpointStore(this.deps.stateDir, this.deps.log));
+    if (c.store === 'sqlite') return (this.sqliteStore = new SqliteCheckpointStore(this.deps.stateDir, this.deps.log, this.deps.journalMode));
     const { BlobCheckpointStore } = await import('@azure/eventhubs-checkpointstore-blob');
     const container = await checkpointContainer(c, this.deps.credential);
     await ensureContainer(container);

@@ -8,7 +8,7 @@ import { randomUUID } from 'node:crypto';
 import { join } from 'node:path';
 import type { Checkpoint, CheckpointStore, PartitionOwnership } from '@azure/event-hubs';
 import type { Logger } from '../../common/log.js';
-import { openDatabase, type SqliteDb } from '../../common/sqlite.js';
+import { openDatabase, type JournalMode, type SqliteDb } from '../../common/sqlite.js';
 
 const SCHEMA = `
 CREATE TABLE IF NOT EXISTS ownership (
@@ -33,8 +33,8 @@ interface OwnershipRow {
 export class SqliteCheckpointStore implements CheckpointStore {
   readonly db: SqliteDb;
 
-  constructor(stateDir: string, log?: Logger) {
-    this.db = openDatabase({ path: join(stateDir, 'eventhubs-checkpoints.db'), synchronous: 'full', log, schema: SCHEMA }).db;
+  constructor(stateDir: string, log?: Logger, journalMode?: JournalMode) {
+    this.db = openDatabase({ path: join(stateDir, 'eventhubs-checkpoints.db'), synchronous: 'full', log, schema: SCHEMA, journalMode }).db;
   }
 
   async listOwnership(ns: string, hub: string, cg: string): Promise<PartitionOwnership[]> {

@@ -3,6 +3,13 @@ data "azurerm_client_config" "current" {}
 locals {
   prefix = "edgetwin${var.name}"
   tags   = merge({ app = "edgetwin" }, var.tags)
+  # The cloud's stateDir (twins.db: twins, desired state, tokens, audit, identities; model files):
+  # the Azure Files share is mounted here and EDGETWIN_CLOUD_STATE_DIR names the same path.
+  state_dir = "/var/lib/edgetwin/cloud"
+  # The lakehouse working copy is restored from the ADLS copy at start, so by default it stays on
+  # the replica's ephemeral disk (fast local I/O for DuckDB); lakehouse_on_share trades that for
+  # capacity beyond the ephemeral budget and no restore download after a replacement.
+  lakehouse_root = var.lakehouse_on_share ? "${local.state_dir}/lakehouse" : "/var/lib/edgetwin/lakehouse"
 }
 
 resource "azurerm_resource_group" "this" {
@@ -95,6 +102,49 @@ resource "azurerm_storage_container" "checkpoints" {
   container_access_type = "private"
 }
 
+# --- Azure Files: the cloud's SQLite state ------------------------------------------------------
+# A premium FileStorage account of its own rather than a share in the lake account: Container Apps
+# mounts SMB shares with the account key, which the lake account disables (identity only), and
+# SQLite syncs every commit (synchronous=FULL, rollback journal): several small round trips per
+# ingest, so latency per I/O is what counts, and premium (SSD, provisioned IOPS) has lower and
+# steadier latency than a transaction-billed standard share.
+resource "azurerm_storage_account" "state" {
+  name                            = substr("st${local.prefix}fs", 0, 24)
+  location                        = azurerm_resource_group.this.location
+  resource_group_name             = azurerm_resource_group.this.name
+  account_tier                    = "Premium"
+  account_kind                    = "FileStorage"
+  account_replication_type        = var.state_share_replication
+  min_tls_version                 = "TLS1_2"
+  https_traffic_only_enabled      = true
+  allow_nested_items_to_be_public = false
+  shared_access_key_enabled       = true # the Container Apps SMB mount authenticates with the key
+  public_network_access_enabled   = !var.enable_private_endpoints
+  tags                            = local.tags
+
+  share_properties {
+    retention_policy {
+      days = 14 # a deleted share can be undeleted for two weeks
+    }
+  }
+}
+
+resource "azurerm_storage_share" "state" {
+  name               = "cloud-state"
+  storage_account_id = azurerm_storage_account.state.id
+  quota              = var.state_share_quota_gb
+  enabled_protocol   = "SMB"
+}
+
+resource "azurerm_container_app_environment_storage" "state" {
+  name                         = "cloud-state"
+  container_app_environment_id = azurerm_container_app_environment.this.id
+  account_name                 = azurerm_storage_account.state.name
+  share_name                   = azurerm_storage_share.state.name
+  access_key                   = azurerm_storage_account.state.primary_access_key
+  access_mode                  = "ReadWrite"
+}
+
 # --- Key Vault: secrets the containers read through their identity -------------------------------
 resource "azurerm_key_vault" "this" {
   name                          = substr("kv-${local.prefix}", 0, 24)
@@ -181,6 +231,18 @@ resource "azurerm_container_app" "twin_api" {
   template {
     min_replicas = var.twin_api_min_replicas
     max_replicas = var.twin_api_max_replicas
+    # Time for the last flush, the final Blob sync (up to 15 s) and closing SQLite on the share.
+    termination_grace_period_seconds = 60
+
+    # uid/gid 1000 is the image's `node` user. nobrl: Linux CIFS turns SQLite's POSIX byte-range
+    # locks into SMB mandatory locks, which refuse SQLite's lock upgrades ("database is locked");
+    # without them locking is per host, so exactly one replica may open the files (see README).
+    volume {
+      name          = "state"
+      storage_type  = "AzureFile"
+      storage_name  = azurerm_container_app_environment_storage.state.name
+      mount_options = "uid=1000,gid=1000,dir_mode=0700,file_mode=0600,nobrl,mfsymlinks,cache=strict"
+    }
 
     container {
       name    = "cloud"
@@ -189,6 +251,27 @@ resource "azurerm_container_app" "twin_api" {
       memory  = "2Gi"
       command = ["node", "dist/cli/edgetwin.js", "cloud"]
 
+      # A folder of the share, not its root: `edgetwin restore` moves the old state directory
+      # aside, which a host that mounts the share can do to a folder but not to its mount point.
+      volume_mounts {
+        name     = "state"
+        path     = local.state_dir
+        sub_path = "cloud"
+      }
+
+      env {
+        name  = "EDGETWIN_CLOUD_STATE_DIR"
+        value = local.state_dir
+      }
+      # WAL keeps its index in shared memory, which an SMB share cannot provide across the mount.
+      env {
+        name  = "EDGETWIN_DB_JOURNAL_MODE"
+        value = "delete"
+      }
+      env {
+        name  = "EDGETWIN_LAKEHOUSE_ROOT"
+        value = local.lakehouse_root
+      }
       env {
         name  = "EDGETWIN_CLOUD_HOST"
         value = "0.0.0.0"
@@ -248,6 +331,7 @@ locals {
     eventhub = { id = azurerm_eventhub_namespace.this.id, subresource = "namespace" }
     dfs      = { id = azurerm_storage_account.lake.id, subresource = "dfs" }
     blob     = { id = azurerm_storage_account.lake.id, subresource = "blob" }
+    file     = { id = azurerm_storage_account.state.id, subresource = "file" }
     vault    = { id = azurerm_key_vault.this.id, subresource = "vault" }
   } : {}
 }

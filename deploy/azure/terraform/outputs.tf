@@ -27,3 +27,13 @@ output "lakehouse_url" {
 output "key_vault_uri" {
   value = azurerm_key_vault.this.vault_uri
 }
+
+output "state_share" {
+  description = "Azure Files share mounted at the cloud's stateDir (SQLite state): <account>/<share>."
+  value       = "${azurerm_storage_account.state.name}/${azurerm_storage_share.state.name}"
+}
+
+output "state_dir" {
+  description = "Path of the state directory inside the twin API container (where the share is mounted)."
+  value       = local.state_dir
+}

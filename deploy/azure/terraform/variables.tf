@@ -54,13 +54,39 @@ variable "twin_api_min_replicas" {
 }
 
 variable "twin_api_max_replicas" {
-  description = "Replicas of the cloud (twin API, Event Hubs consumer, lakehouse writer). Each replica keeps its own state and its lakehouse copy assumes a single writer, so this must stay 1 until the state is shared."
+  description = "Replicas of the cloud (twin API, Event Hubs consumer, lakehouse writer). The SQLite state on the Azure Files share is mounted without cross-host locks (nobrl) and the lakehouse copy in Blob Storage has one writer, so this must stay 1."
   type        = number
   default     = 1
   validation {
     condition     = var.twin_api_max_replicas == 1
-    error_message = "twin_api_max_replicas must be 1: the lakehouse copy in Blob Storage has one writer (docs/lakehouse.md)."
+    error_message = "twin_api_max_replicas must be 1: the SQLite state on the share and the lakehouse copy in Blob Storage have one writer (docs/deploy.md)."
   }
+}
+
+variable "state_share_quota_gb" {
+  description = "Provisioned size of the premium Azure Files share holding the cloud's SQLite state (twins.db). Premium shares are billed by provisioned size; 100 GiB is the minimum and brings the baseline IOPS SQLite's synced commits need."
+  type        = number
+  default     = 100
+  validation {
+    condition     = var.state_share_quota_gb >= 100 && var.state_share_quota_gb <= 102400
+    error_message = "state_share_quota_gb must be between 100 and 102400 (premium file share limits)."
+  }
+}
+
+variable "state_share_replication" {
+  description = "Replication of the premium FileStorage account: ZRS survives a zone outage; LRS where premium ZRS is not offered."
+  type        = string
+  default     = "ZRS"
+  validation {
+    condition     = contains(["LRS", "ZRS"], var.state_share_replication)
+    error_message = "state_share_replication must be LRS or ZRS (premium file shares support no other)."
+  }
+}
+
+variable "lakehouse_on_share" {
+  description = "Keep the lakehouse working copy on the Azure Files share instead of the replica's ephemeral disk (4 GiB at 1 vCPU): for a lakehouse larger than that; slower DuckDB I/O, no restore download after a replacement."
+  type        = bool
+  default     = false
 }
 
 variable "enable_private_endpoints" {
