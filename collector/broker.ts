@@ -3,8 +3,11 @@
  * aedes writes the PUBACK right after authorizePublish calls back, so that is where the spool
  * write happens (with group commit). Payloads are validated against the wire schema first; a bad
  * one is acknowledged (so the device does not resend it forever), counted and not stored.
+ * A connected device's telemetry PUBLISHes skip aedes' parser and handlers (mqtt-fast-path.ts)
+ * and meet the same rate limit, checks and spool write in spoolTelemetry.
  */
-import type { Writable } from 'node:stream';
+import type { IncomingMessage } from 'node:http';
+import type { Duplex, Writable } from 'node:stream';
 import type { TLSSocket } from 'node:tls';
 import { Aedes, type AuthenticateError, type Client, type PublishPacket } from 'aedes';
 import { EdgetwinError, ErrorCodes, errorMessage, isEdgetwinError } from '../common/errors.js';
@@ -17,6 +20,7 @@ import type { MqttListenerConfig } from './config.js';
 import type { DeviceSequencer } from './device-seq.js';
 import { parseDeviceMessage, propertyBag } from './iothub-telemetry.js';
 import { MqttListeners, type ListenerPorts } from './listeners.js';
+import { AckWriter, attachFastPath, type FastPathHandler } from './mqtt-fast-path.js';
 import { TokenBuckets } from './rate-limit.js';
 import type { SpoolWriter } from './spool-writer.js';
 
@@ -80,6 +84,8 @@ export class MqttBroker {
   private readonly mDelayed;
   private readonly mSkippedFields;
   ports: ListenerPorts = {};
+  /** PUBACKs of fast-path publishes (mqtt-fast-path.ts), one write per connection and commit group. */
+  private readonly acks = new AckWriter();
   /** Sockets corked while one group commit's PUBACKs are written: one writev each, not one write per PUBACK. */
   private readonly corked = new Set<Writable>();
   /** Readings acknowledged in the current group, counted once per group rather than per message. */
@@ -156,16 +162,42 @@ export class MqttBroker {
       this.deps.log.debug({ clientId: client?.id, err: err.message }, 'connection error');
     });
 
-    // A PUBLISH may carry a topic of up to 64 KiB besides its payload; anything longer is hostile.
-    const maxPacket = this.cfg.maxPayloadBytes + 70 * 1024;
-    this.listeners = new MqttListeners(this.cfg, (stream, req) => capPacketSize(aedes.handle(stream, req), maxPacket), this.deps.log, () =>
-      this.mConnErrors.inc({ phase: 'tls' }),
+    this.listeners = new MqttListeners(
+      this.cfg,
+      (stream, req) => this.handle(stream, req),
+      this.deps.log,
+      () => this.mConnErrors.inc({ phase: 'tls' }),
+      this.deps.registry,
     );
     this.ports = await this.listeners.start();
     this.enforceTimer = setInterval(() => this.enforce(), this.deps.revocationPollMs ?? 500);
     this.enforceTimer.unref();
     return this.ports.mqtt ?? this.ports.mqtts ?? this.ports.ws ?? 0;
   }
+
+  /** Serves one connection's byte stream (what the listeners hand over; tests pass their own streams). */
+  handle(stream: Duplex, req?: IncomingMessage): Client {
+    const aedes = this.aedes;
+    if (!aedes) throw new EdgetwinError(ErrorCodes.CLOSED, 'broker is not running');
+    return attachFastPath(capPacketSize(aedes.handle(stream, req), this.maxPacket), this.fast, this.acks, this.maxPacket);
+  }
+
+  /** A PUBLISH may carry a topic of up to 64 KiB besides its payload; anything longer is hostile. */
+  private get maxPacket(): number {
+    return this.cfg.maxPayloadBytes + 70 * 1024;
+  }
+
+  private readonly fast: FastPathHandler = {
+    prefix: (client) => {
+      const device = (client as DeviceClient)[DEVICE];
+      return device === undefined ? undefined : Buffer.from(topics.telemetryPrefix(device));
+    },
+    publish: (client, payload, topic, done) => {
+      const device = (client as DeviceClient)[DEVICE]!;
+      if (!this.buckets.enabled) return this.spoolTelemetry(device, payload, topic, done);
+      this.throttle(device, () => this.spoolTelemetry(device, payload, topic, done), done);
+    },
+  };
 
   private authenticate(
     client: DeviceClient,
@@ -248,7 +280,23 @@ export class MqttBroker {
       this.deps.log.warn({ clientId: client.id, topic: packet.topic, code: ErrorCodes.FORBIDDEN }, 'publish outside the device topic refused');
       return done(new EdgetwinError(ErrorCodes.FORBIDDEN, 'topic not allowed'));
     }
-    const next = twin ? () => twin.onPublish(device, client, packet, done) : () => this.spoolTelemetry(client, device, packet, done);
+    if (twin) return this.throttle(device, () => twin.onPublish(device, client, packet, done), done);
+    // Telemetry is never retained: topics carry property bags, so retained copies would pile up in memory.
+    packet.retain = false;
+    const spooled = (err: Error | null): void => {
+      if (!err) {
+        SPOOLED.add(packet);
+        // PUBACKs of earlier fast-path publishes on this connection go first (MQTT-4.6.0-2).
+        this.acks.flush(client.conn);
+        this.cork(client.conn);
+      }
+      done(err);
+    };
+    this.throttle(device, () => this.spoolTelemetry(device, packet.payload as Buffer, () => packet.topic, spooled), done);
+  }
+
+  /** The per-device rate limit (mqtt.rateLimit) in front of `next`. */
+  private throttle(device: string, next: () => void, done: (err: Error | null) => void): void {
     if (!this.buckets.enabled) return next();
     if (this.cfg.rateLimit.onExceed === 'disconnect') {
       if (this.buckets.tryTake(device)) return next();
@@ -264,19 +312,17 @@ export class MqttBroker {
     setTimeout(next, waitMs);
   }
 
-  private spoolTelemetry(client: Client, device: string, packet: PublishPacket, done: (err?: Error | null) => void): void {
-    // Telemetry is never retained: topics carry property bags, so retained copies would pile up in memory.
-    packet.retain = false;
-    const payload = packet.payload as Buffer;
+  private spoolTelemetry(device: string, payload: Buffer, topic: () => string, done: (err: Error | null) => void): void {
     if (payload.length > this.cfg.maxPayloadBytes) {
       this.mRejected.inc({ code: ErrorCodes.PAYLOAD_TOO_LARGE });
       this.deps.log.warn({ device, bytes: payload.length, code: ErrorCodes.PAYLOAD_TOO_LARGE }, 'oversize payload dropped');
-      return done(null);
+      // Acknowledged in turn, after the publishes ahead of it are on disk (PUBACKs keep their order).
+      return this.deps.spoolWriter.after(done);
     }
     let readings: number;
     let build: (() => string) | undefined;
     try {
-      const msg = parseDeviceMessage(device, payload, () => propertyBag(packet.topic, topics.telemetryPrefix(device)), Date.now());
+      const msg = parseDeviceMessage(device, payload, () => propertyBag(topic(), topics.telemetryPrefix(device)), Date.now());
       readings = msg.kind === 'batch' ? msg.readings : msg.readings.length;
       if (msg.kind === 'metrics') {
         const seq = this.deps.sequencer;
@@ -288,15 +334,14 @@ export class MqttBroker {
       const code = isEdgetwinError(err) ? err.code : ErrorCodes.BAD_PAYLOAD;
       this.mRejected.inc({ code });
       this.deps.log.warn({ device, code, err: errorMessage(err) }, 'invalid payload dropped');
-      return done(null);
+      return this.deps.spoolWriter.after(done);
     }
     const finish = (err: Error | null): void => {
       if (err) {
         this.mRejected.inc({ code: isEdgetwinError(err) ? err.code : ErrorCodes.INTERNAL });
         return done(err);
       }
-      SPOOLED.add(packet);
-      this.inGroup(client.conn, readings);
+      this.inGroup(readings);
       done(null);
     };
     if (build) this.deps.spoolWriter.write({ body: '', key: device }, finish, build);
@@ -304,8 +349,12 @@ export class MqttBroker {
   }
 
   /** The spool writer answers a whole group in one go; what follows it runs once, after the last PUBACK. */
-  private inGroup(conn: Writable, readings: number): void {
+  private inGroup(readings: number): void {
     this.acceptedInGroup += readings;
+    this.openGroup();
+  }
+
+  private openGroup(): void {
     if (!this.groupOpen) {
       this.groupOpen = true;
       process.nextTick(() => {
@@ -316,6 +365,11 @@ export class MqttBroker {
         this.groupOpen = false;
       });
     }
+  }
+
+  /** aedes writes one PUBACK per publish; corked, a group's PUBACKs leave in one writev. */
+  private cork(conn: Writable): void {
+    this.openGroup();
     if (this.corked.has(conn) || typeof conn.cork !== 'function') return;
     conn.cork();
     this.corked.add(conn);

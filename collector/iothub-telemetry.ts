@@ -10,6 +10,7 @@
  */
 import { EdgetwinError, ErrorCodes } from '../common/errors.js';
 import { checkBatch, METRIC_PATTERN, type Reading } from '../common/record.js';
+import { scanBatch } from './batch-scan.js';
 
 /** A reading waiting for the seq the spool transaction will give it. */
 export type UnsequencedReading = Omit<Reading, 'seq'>;
@@ -42,6 +43,9 @@ function timestamp(v: unknown): number | undefined {
  * `$.ctime` creation time is used as the sample time when the body has no `ts`), parsed only then.
  */
 export function parseDeviceMessage(device: string, payload: Buffer, bag: () => URLSearchParams, nowMs: number): DeviceMessage {
+  // The agent's batches, nearly all traffic, are checked without building an object tree.
+  const n = scanBatch(payload, device);
+  if (n > 0) return { kind: 'batch', readings: n };
   let obj: unknown;
   try {
     obj = JSON.parse(payload.toString('utf8'));

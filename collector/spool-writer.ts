@@ -12,7 +12,8 @@ import type { OutboxItem, SqliteOutbox } from '../common/outbox.js';
 import type { WalSync } from './wal-sync.js';
 
 interface Pending {
-  item: OutboxItem;
+  /** Undefined: nothing to store, only an answer to give in turn (see after()). */
+  item: OutboxItem | undefined;
   done: (err: Error | null) => void;
   /** Builds the body inside the commit's transaction (readings that get their seq from the spool). */
   build?: () => string;
@@ -42,6 +43,16 @@ export class SpoolWriter {
     this.queue.push(build ? { item, done, build } : { item, done });
     if (this.queue.length >= this.opts.commitMaxMessages && this.fullSince === 0) this.commit();
     else if (!this.timer) this.schedule(this.opts.commitIntervalMs);
+  }
+
+  /**
+   * Calls `done` in turn with the writes queued before it, once they are committed: a refused
+   * publish is answered after the ones ahead of it, so PUBACKs keep the order of the PUBLISHes.
+   */
+  after(done: (err: Error | null) => void): void {
+    if (this.closed) return done(new EdgetwinError(ErrorCodes.CLOSED, 'collector is shutting down'));
+    this.queue.push({ item: undefined, done });
+    if (!this.timer) this.schedule(this.opts.commitIntervalMs);
   }
 
   /**
@@ -104,10 +115,16 @@ export class SpoolWriter {
   }
 
   private append(batch: Pending[]): void {
-    if (!batch.some((p) => p.build)) return this.spool.append(batch.map((p) => p.item));
+    const items: OutboxItem[] = [];
+    let build = false;
+    for (const p of batch) {
+      if (p.item) items.push(p.item);
+      if (p.build) build = true;
+    }
+    if (!build) return this.spool.append(items);
     this.spool.transaction(() => {
-      for (const p of batch) if (p.build) p.item.body = p.build();
-      this.spool.appendInTx(batch.map((p) => p.item));
+      for (const p of batch) if (p.build) p.item!.body = p.build();
+      this.spool.appendInTx(items);
     });
   }
 
