@@ -1,11 +1,10 @@
 /**
- * `edgetwin cloud tokens create|list|revoke` and `edgetwin cloud compact|retention`: administration
+ * `edgetwin cloud tokens create|list|revoke`, `edgetwin cloud compact|retention` and `backfill`: administration
  * of a cloud's state directory, run beside (or without) the daemon. Token changes reach a running
  * cloud within a second; compaction and retention take the lakehouse maintenance lock, so they never
  * run at the same time as the daemon's own schedule.
  */
 import { userInfo } from 'node:os';
-import { parseArgs } from 'node:util';
 import { AuditLog } from '../cloud/audit-log.js';
 import { ROLES, TokenStore, type Role } from '../cloud/auth/tokens.js';
 import { lakehouseRoot, loadCloudConfig, type CloudConfig } from '../cloud/config.js';
@@ -16,56 +15,71 @@ import { TABLE_NAMES, withMaintenanceLock, type TableName } from '../cloud/lakeh
 import { applyRetention } from '../cloud/lakehouse/retention.js';
 import { EdgetwinError, ErrorCodes } from '../common/errors.js';
 import { createLogger } from '../common/log.js';
+import { Progress, progressModeFromEnv } from '../common/progress.js';
+import { backfillSubcommand, runBackfill } from './backfill.js';
+import { HELP_OPTION, parseSubcommand, str, usage, type OptionTable, type Subcommand } from './args.js';
 
-export const CLOUD_ADMIN_HELP = `Usage: edgetwin cloud tokens <create|list|revoke> [options]
-       edgetwin cloud compact [--table T] [options]
-       edgetwin cloud retention [--dry-run] [options]
+const COMMON: OptionTable = {
+  config: { type: 'string', value: 'FILE', help: 'cloud config (stateDir, lakehouse.root, retention)', default: 'built-in defaults plus environment overrides' },
+  json: { type: 'boolean', help: 'machine-readable output on stdout' },
+  ...HELP_OPTION,
+};
 
-  tokens create   create an API token and print it (shown once; stored hashed)
-                  --role viewer|operator|admin|collector (required), --site S (scope; required
-                  for collector), --name TEXT
-  tokens list     tokens with id, name, role, site and status (never the token)
-  tokens revoke ID
-                  revoke a token; a running cloud refuses it within 1 s
-  compact         merge small Parquet files (per partition; gold rollups re-aggregated)
-                  --table ${TABLE_NAMES.join('|')} (default: all)
-  retention       delete partitions older than lakehouse.retention.* days; --dry-run lists them
+const SUBS: Record<string, Subcommand> = {
+  tokens: {
+    usage: 'Usage: edgetwin cloud tokens <create|list|revoke> [options]',
+    about: `  create      create an API token and print it (shown once; stored hashed)
+  list        tokens with id, name, role, site and status (never the token)
+  revoke ID   revoke a token; a running cloud refuses it within 1 s
 
-Options:
-  --config FILE   cloud config (stateDir, lakehouse.root, retention)
-  --json          machine-readable output`;
-
-function usage(msg: string): never {
-  throw new EdgetwinError(ErrorCodes.USAGE, msg);
-}
+Run 'edgetwin cloud tokens <create|list|revoke> --help' for each one's options.`,
+    options: HELP_OPTION,
+    group: true,
+  },
+  'tokens create': {
+    usage: 'Usage: edgetwin cloud tokens create --role ROLE [--site S] [--name TEXT] [options]',
+    about: 'Creates an API token and prints it once (only its hash is stored).',
+    options: {
+      role: { type: 'string', value: 'ROLE', help: `${ROLES.join(' | ')}`, required: true },
+      site: { type: 'string', value: 'SITE', help: 'scope the token to one site (needed for the collector role)', default: 'all sites' },
+      name: { type: 'string', value: 'TEXT', help: 'a label shown by tokens list', default: 'generated from the role' },
+      ...COMMON,
+    },
+  },
+  'tokens list': { usage: 'Usage: edgetwin cloud tokens list [options]', about: 'Lists tokens with id, name, role, site and status (never the token itself).', options: COMMON },
+  'tokens revoke': { usage: 'Usage: edgetwin cloud tokens revoke ID [options]', about: 'Revokes a token (ID from tokens list); a running cloud refuses it within 1 s.', options: COMMON, args: ['ID'] },
+  compact: {
+    usage: 'Usage: edgetwin cloud compact [--table T] [options]',
+    about: 'Merges small Parquet files per partition (gold rollups re-aggregated), beside a running cloud or without it.',
+    footer: 'Progress goes to stderr: a bar on a terminal, lines otherwise (EDGETWIN_PROGRESS).',
+    options: { table: { type: 'string', value: 'T', help: TABLE_NAMES.join(' | '), default: 'all tables' }, ...COMMON },
+  },
+  backfill: backfillSubcommand,
+  retention: {
+    usage: 'Usage: edgetwin cloud retention [--dry-run] [options]',
+    about: 'Deletes partitions older than lakehouse.retention.* days, and batch ids older than ingest.batchIdRetentionDays.',
+    options: { 'dry-run': { type: 'boolean', help: 'list what would be removed, remove nothing' }, ...COMMON },
+  },
+};
 
 const cliPrincipal = () => ({ id: 'cli', name: `cli:${userInfo().username}`, role: 'admin' as const, site: null });
 
+type Print = (human: string, data: unknown) => void;
+
 export async function runCloudAdmin(argv: string[], out: (s: string) => void = (s) => process.stdout.write(`${s}\n`)): Promise<void> {
-  const { values, positionals } = parseArgs({
-    args: argv,
-    strict: true,
-    allowPositionals: true,
-    options: {
-      config: { type: 'string' },
-      role: { type: 'string' },
-      site: { type: 'string' },
-      name: { type: 'string' },
-      table: { type: 'string' },
-      'dry-run': { type: 'boolean' },
-      json: { type: 'boolean' },
-      help: { type: 'boolean', short: 'h' },
-    },
-  });
-  const [command, action, ...extra] = positionals;
-  if (values.help || !command) return out(CLOUD_ADMIN_HELP);
-  const cfg = loadCloudConfig(values.config);
-  const print = (human: string, data: unknown): void => out(values.json ? JSON.stringify(data) : human);
-  if (command === 'tokens') return tokens(cfg, action, extra, values, print);
-  if (extra.length > 0 || (action !== undefined && command !== 'tokens')) usage(`unexpected arguments: ${[action, ...extra].filter(Boolean).join(' ')}`);
-  if (command === 'compact') return compactCmd(cfg, values.table, print);
-  if (command === 'retention') return retentionCmd(cfg, values['dry-run'] ?? false, print);
-  usage(`unknown cloud subcommand "${command}"; run 'edgetwin cloud --help'`);
+  const picked = parseSubcommand('edgetwin cloud', argv, SUBS, out);
+  if (!picked) return;
+  const { key, values, positionals } = picked;
+  // Backfill talks to a running cloud over HTTP: it needs no config of its own.
+  if (key === 'backfill') {
+    const r = await runBackfill(values, out);
+    return out(`backfilled ${r.readings} readings from ${r.rows} rows in ${r.posts} posts${r.refused ? `; ${r.refused} rows refused` : ''}`);
+  }
+  const cfg = loadCloudConfig(str(values, 'config'));
+  const print: Print = (human, data) => out(values['json'] ? JSON.stringify(data) : human);
+  if (key.startsWith('tokens ')) return tokens(cfg, key.slice(7), positionals, { role: str(values, 'role'), site: str(values, 'site'), name: str(values, 'name') }, print);
+  if (key === 'compact') return compactCmd(cfg, str(values, 'table'), print);
+  return retentionCmd(cfg, values['dry-run'] === true, print);
 }
 
 function tokens(
@@ -83,7 +97,7 @@ function tokens(
     switch (action) {
       case 'create': {
         if (extra.length > 0) usage(`unexpected arguments: ${extra.join(' ')}`);
-        if (!values.role || !ROLES.includes(values.role as Role)) usage(`tokens create needs --role ${ROLES.join('|')}`);
+        if (!values.role || !ROLES.includes(values.role as Role)) usage(`edgetwin cloud tokens create needs --role ${ROLES.join('|')}${values.role ? `, got "${values.role}"` : ''}`);
         const created = db.db.transaction(() => {
           const c = store.create({ role: values.role as Role, site: values.site ?? null, ...(values.name ? { name: values.name } : {}), createdBy: who.name });
           audit.record(who, 'token.create', { site: c.info.site }, { id: c.info.id, name: c.info.name, role: c.info.role });
@@ -122,7 +136,7 @@ function tokens(
 }
 
 async function compactCmd(cfg: CloudConfig, table: string | undefined, print: (human: string, data: unknown) => void): Promise<void> {
-  if (table !== undefined && !TABLE_NAMES.includes(table as TableName)) usage(`--table must be one of ${TABLE_NAMES.join(', ')}`);
+  if (table !== undefined && !TABLE_NAMES.includes(table as TableName)) usage(`edgetwin cloud compact: --table must be one of ${TABLE_NAMES.join(', ')}, got "${table}"`);
   const db = openCloudDb(cfg.stateDir);
   const cursor = db.meta.get('lake_cursor');
   db.close();
@@ -131,9 +145,17 @@ async function compactCmd(cfg: CloudConfig, table: string | undefined, print: (h
   try {
     const log = createLogger('cloud-compact', { level: 'warn' });
     const c = cfg.lakehouse.compaction;
+    const progress = new Progress('compact', 0, { mode: progressModeFromEnv() });
     const report = await withMaintenanceLock(root, () =>
-      compact(root, duck, { cursor, minFiles: c.minFiles, targetFileBytes: c.targetFileBytes, closedBefore: new Date().toISOString().slice(0, 10), ...(table ? { tables: [table as TableName] } : {}) }, log),
+      compact(
+        root,
+        duck,
+        { cursor, minFiles: c.minFiles, targetFileBytes: c.targetFileBytes, closedBefore: new Date().toISOString().slice(0, 10), ...(table ? { tables: [table as TableName] } : {}) },
+        log,
+        (done, total) => progress.update(done, `${done}/${total} runs merged`, false, total),
+      ),
     );
+    if (report) progress.done(report.merged, `${report.merged} runs merged`);
     if (!report) throw new EdgetwinError(ErrorCodes.LAKEHOUSE, `another process is compacting or applying retention in ${root}; try again later`);
     print(`merged ${report.inputFiles} files into ${report.merged}; removed ${report.removedLeftovers} leftover files`, report);
   } finally {

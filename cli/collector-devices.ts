@@ -3,64 +3,75 @@
  * Works on the registry file directly (another process than the running collector): a revoke is
  * noticed by the collector within auth.revocationPollMs, which then drops the device's connection.
  */
+import { existsSync } from 'node:fs';
 import { join } from 'node:path';
-import { parseArgs } from 'node:util';
 import { loadCollectorConfig } from '../collector/config.js';
 import { DeviceRegistry, type DeviceCredential } from '../collector/registry/device-registry.js';
 import { EdgetwinError, ErrorCodes } from '../common/errors.js';
 import { createSasToken } from '../common/sas-token.js';
+import { HELP_OPTION, intOption, parseSubcommand, str, usage, type OptionTable, type Subcommand } from './args.js';
 
-export const COLLECTOR_DEVICES_HELP = `Usage: edgetwin collector devices <add|list|revoke|token> [options]
+const COMMON: OptionTable = {
+  config: { type: 'string', value: 'FILE', help: 'collector config (the registry is auth.registryPath or <stateDir>/devices.db)', default: 'built-in defaults plus environment overrides' },
+  registry: { type: 'string', value: 'FILE', help: 'the registry file, instead of --config', default: 'from --config' },
+  json: { type: 'boolean', help: 'machine-readable output on stdout' },
+  ...HELP_OPTION,
+};
 
-  add ID      register a device and print its credential (shown once):
-              --auth sas (default; prints key and connection string) | password | x509 (TLS client
-              certificate with CN = ID, signed by mqtt.tls.caFile)
-              --gateway HOST[:PORT]  adds GatewayHostName= to the printed connection string
+const SUBS: Record<string, Subcommand> = {
+  '': {
+    usage: 'Usage: edgetwin collector devices <add|list|revoke|token> [options]',
+    about: `  add ID      register a device and print its credential (shown once)
   list        devices, their credential type and status (never secrets)
   revoke ID   revoke a device; a running collector disconnects it within auth.revocationPollMs
-  token ID    print a SAS token for a sas device (the MQTT password), --ttl-s N (default 3600)
+  token ID    print a SAS token for a sas device (its MQTT password)
 
-Options:
-  --config FILE     collector config (the registry is auth.registryPath or <stateDir>/devices.db)
-  --registry FILE   the registry file, instead of --config
-  --json            machine-readable output`;
-
-function usage(msg: string): never {
-  throw new EdgetwinError(ErrorCodes.USAGE, msg);
-}
+Run 'edgetwin collector devices <add|list|revoke|token> --help' for each one's options.`,
+    options: HELP_OPTION,
+    group: true,
+  },
+  add: {
+    usage: 'Usage: edgetwin collector devices add ID [options]',
+    about: 'Registers a device and prints its credential once (a password is stored only as its scrypt hash).',
+    options: {
+      auth: { type: 'string', value: 'KIND', help: 'sas (prints key and connection string) | password | x509 (TLS client certificate with CN = ID, signed by mqtt.tls.caFile)', default: 'sas' },
+      gateway: { type: 'string', value: 'HOST[:PORT]', help: 'adds GatewayHostName= to the printed connection string', default: 'none' },
+      ...COMMON,
+    },
+    args: ['ID'],
+  },
+  list: { usage: 'Usage: edgetwin collector devices list [options]', about: 'Lists devices, their credential type and status (never secrets).', options: COMMON },
+  revoke: { usage: 'Usage: edgetwin collector devices revoke ID [options]', about: 'Revokes a device; a running collector disconnects it within auth.revocationPollMs.', options: COMMON, args: ['ID'] },
+  token: {
+    usage: 'Usage: edgetwin collector devices token ID [options]',
+    about: 'Prints a SAS token for a sas device: the password it connects with.',
+    options: { 'ttl-s': { type: 'string', value: 'N', help: 'token lifetime', unit: 's', default: '3600' }, ...COMMON },
+    args: ['ID'],
+  },
+};
 
 export async function runCollectorDevices(argv: string[], out: (s: string) => void = (s) => process.stdout.write(`${s}\n`)): Promise<void> {
-  const { values, positionals } = parseArgs({
-    args: argv,
-    strict: true,
-    allowPositionals: true,
-    options: {
-      config: { type: 'string' },
-      registry: { type: 'string' },
-      auth: { type: 'string' },
-      gateway: { type: 'string' },
-      'ttl-s': { type: 'string' },
-      json: { type: 'boolean' },
-      help: { type: 'boolean', short: 'h' },
-    },
-  });
-  const [action, id, ...extra] = positionals;
-  if (values.help || !action) return out(COLLECTOR_DEVICES_HELP);
-  if (extra.length > 0) usage(`unexpected arguments: ${extra.join(' ')}`);
-  const cfg = loadCollectorConfig(values.config);
-  const path = values.registry ?? cfg.auth.registryPath ?? join(cfg.stateDir, 'devices.db');
+  const picked = parseSubcommand('edgetwin collector devices', argv, SUBS, out);
+  if (!picked) return;
+  const { key: action, name, values } = picked;
+  const id = picked.positionals[0] ?? '';
+  const cfg = loadCollectorConfig(str(values, 'config'));
+  const path = str(values, 'registry') ?? cfg.auth.registryPath ?? join(cfg.stateDir, 'devices.db');
+  // Only add may create a registry: a mistyped --registry or --config must not list an empty new one.
+  if (action !== 'add' && !existsSync(path)) {
+    throw new EdgetwinError(ErrorCodes.NOT_FOUND, `no device registry at ${path} (auth.registryPath or <stateDir>/devices.db); check --config/--registry, or add a device first`);
+  }
   const registry = new DeviceRegistry(path);
   try {
     switch (action) {
       case 'add': {
-        if (!id) usage('devices add needs a device id');
-        const auth = (values.auth ?? 'sas') as DeviceCredential;
-        if (!['sas', 'password', 'x509'].includes(auth)) usage(`--auth must be sas, password or x509, got "${auth}"`);
+        const auth = (str(values, 'auth') ?? 'sas') as DeviceCredential;
+        if (!['sas', 'password', 'x509'].includes(auth)) usage(`${name}: --auth must be sas, password or x509, got "${auth}"`);
         const added = await registry.add(id, auth);
         let connectionString: string | undefined;
         if (added.key) {
           connectionString = `HostName=${cfg.auth.hostName};DeviceId=${id};SharedAccessKey=${added.key}`;
-          if (values.gateway) connectionString += `;GatewayHostName=${values.gateway}`;
+          if (str(values, 'gateway')) connectionString += `;GatewayHostName=${str(values, 'gateway')}`;
         }
         if (values.json) return out(JSON.stringify({ ...added, ...(connectionString ? { connectionString } : {}), registry: path }));
         out(`device ${id} added (credential: ${auth}) in ${path}`);
@@ -79,24 +90,19 @@ export async function runCollectorDevices(argv: string[], out: (s: string) => vo
         return;
       }
       case 'revoke': {
-        if (!id) usage('devices revoke needs a device id');
         if (!registry.revoke(id)) throw new EdgetwinError(ErrorCodes.NOT_FOUND, `no active device "${id}" in ${path}`);
         out(values.json ? JSON.stringify({ id, status: 'revoked' }) : `device ${id} revoked; a running collector drops it within ${cfg.auth.revocationPollMs} ms`);
         return;
       }
       case 'token': {
-        if (!id) usage('devices token needs a device id');
         const dev = registry.get(id);
         if (!dev || dev.status !== 'active') throw new EdgetwinError(ErrorCodes.NOT_FOUND, `no active device "${id}" in ${path}`);
         if (!dev.key) usage(`device "${id}" uses ${dev.credential}, not a SAS key`);
-        const ttl = Number(values['ttl-s'] ?? 3600);
-        if (!Number.isInteger(ttl) || ttl <= 0) usage(`--ttl-s must be a positive whole number, got "${values['ttl-s']}"`);
+        const ttl = intOption(name, 'ttl-s', str(values, 'ttl-s'), 3600, 1, 10 * 365 * 86400);
         const token = createSasToken(`${cfg.auth.hostName}/devices/${id}`, dev.key, Math.floor(Date.now() / 1000) + ttl);
         out(values.json ? JSON.stringify({ id, token }) : token);
         return;
       }
-      default:
-        usage(`unknown devices action "${action}"; run 'edgetwin collector devices --help'`);
     }
   } finally {
     registry.close();

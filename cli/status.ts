@@ -5,22 +5,24 @@
  */
 import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { parseArgs } from 'node:util';
 import { EdgetwinError, ErrorCodes, errorMessage } from '../common/errors.js';
+import { HELP_OPTION, helpText, intOption, parseCommand, str, type OptionTable } from './args.js';
 
-export const STATUS_HELP = `Usage: edgetwin status [URL ...] [--token TOKEN] [--json]
+const STATUS_OPTIONS: OptionTable = {
+  token: { type: 'string', value: 'TOKEN', help: 'bearer token for the cloud; reads are open in the demo', default: 'env EDGETWIN_TOKEN, else none' },
+  json: { type: 'boolean', help: 'print the raw health documents as JSON' },
+  'timeout-ms': { type: 'string', value: 'N', help: 'per-daemon timeout', unit: 'ms', default: '3000' },
+  ...HELP_OPTION,
+};
 
-Asks running daemons for a one-screen summary. Each URL is a daemon's operations address: an
+export const STATUS_HELP = helpText(
+  'Usage: edgetwin status [URL ...] [options]',
+  STATUS_OPTIONS,
+  `Asks running daemons for a one-screen summary. Each URL is a daemon's operations address: an
 agent's or collector's admin server (admin.host:admin.port) or the cloud's API. Without a URL it
-reads $EDGETWIN_HOME/demo/status.json, written by 'edgetwin demo'.
-
-Options:
-  --token TOKEN   bearer token for the cloud (or env EDGETWIN_TOKEN); reads are open in the demo
-  --json          print the raw health documents as JSON
-  --timeout-ms N  per-daemon timeout (default 3000)
-  --help          show this help
-
-Exit code: 0 when every daemon answered healthy, 1 otherwise.`;
+reads $EDGETWIN_HOME/demo/status.json, written by 'edgetwin demo'.`,
+  'Exit code: 0 when every daemon answered healthy, 1 otherwise; 2 for a usage error.',
+);
 
 interface Target {
   name: string;
@@ -67,19 +69,14 @@ function targetsFromDemo(): Target[] {
 }
 
 export async function runStatus(args: string[], out: (l: string) => void): Promise<number> {
-  const { values, positionals } = parseArgs({
-    args,
-    strict: true,
-    allowPositionals: true,
-    options: { token: { type: 'string' }, json: { type: 'boolean' }, 'timeout-ms': { type: 'string' }, help: { type: 'boolean', short: 'h' } },
-  });
+  const { values, positionals } = parseCommand('edgetwin status', args, STATUS_OPTIONS, { positionals: true });
+
   if (values.help) {
     out(STATUS_HELP);
     return 0;
   }
-  const timeoutMs = Number(values['timeout-ms'] ?? 3000);
-  if (!Number.isInteger(timeoutMs) || timeoutMs <= 0) throw new EdgetwinError(ErrorCodes.USAGE, `--timeout-ms must be a positive whole number, got "${values['timeout-ms']}"`);
-  const token = values.token ?? process.env['EDGETWIN_TOKEN'];
+  const timeoutMs = intOption('edgetwin status', 'timeout-ms', str(values, 'timeout-ms'), 3000, 1, 600_000);
+  const token = str(values, 'token') ?? process.env['EDGETWIN_TOKEN'];
   const targets = positionals.length ? positionals.map((url) => ({ name: '', url: url.replace(/\/$/, '') })) : targetsFromDemo();
   const results = await Promise.all(
     targets.map(async (t) => {

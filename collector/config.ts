@@ -11,6 +11,7 @@ import { fileSinkConfigSchema, fileSinkDefaults, type FileSinkConfig } from './s
 import { httpIngestSinkConfigSchema, httpIngestSinkDefaults, type HttpIngestSinkConfig } from './sinks/http-ingest.js';
 import { collectorTwinConfigSchema, collectorTwinDefaults, type CollectorTwinConfig } from './twin/collector-twin.js';
 import { collectorModelsConfigSchema, collectorModelsDefaults, type CollectorModelsConfig } from './models/config.js';
+import { siteStatusConfigSchema, siteStatusDefaults, type SiteStatusConfig } from './twin/site-status.js';
 
 export interface TlsListenerConfig {
   enabled: boolean;
@@ -54,6 +55,10 @@ export interface MqttListenerConfig {
   maxPayloadBytes: number;
   /** Connected clients across all listeners; more are refused with CONNACK 3 (server unavailable). */
   maxConnections: number;
+  /** A connection that has not completed CONNECT (TLS handshake, WebSocket upgrade, CONNACK sent) by then is closed. */
+  connectTimeoutMs: number;
+  /** Connections still without CONNACK, across all listeners; a new one beyond it closes the oldest pending one. */
+  maxPendingConnections: number;
   rateLimit: RateLimitConfig;
   tls: TlsListenerConfig;
   ws: WsListenerConfig;
@@ -107,6 +112,8 @@ export interface CollectorConfig {
   sinks: { http: HttpIngestSinkConfig; eventHubs: EventHubsSinkConfig; file: FileSinkConfig };
   /** Device twins: local store, IoT Hub twin protocol, cloud desired feed (collector/twin/). */
   twin: CollectorTwinConfig;
+  /** Site heartbeat to the cloud (spool depth, sinks, devices), over twin.cloudUrl or sinks.http (collector/twin/site-status.ts). */
+  siteStatus: SiteStatusConfig;
   /** Model rollout: cache of promoted models, served to devices over MQTT (collector/models/). */
   models: CollectorModelsConfig;
   admin: AdminHttpConfig;
@@ -122,6 +129,8 @@ export const collectorDefaults: CollectorConfig = {
     port: 1883,
     maxPayloadBytes: 1024 * 1024,
     maxConnections: 10_000,
+    connectTimeoutMs: 10_000,
+    maxPendingConnections: 1000,
     rateLimit: { messagesPerS: 1000, burst: 2000, onExceed: 'delay' },
     tls: { enabled: false, host: '127.0.0.1', port: 8883, clientCerts: 'none' },
     ws: { enabled: false, host: '127.0.0.1', port: 8080, tls: false },
@@ -140,6 +149,7 @@ export const collectorDefaults: CollectorConfig = {
   runner: { batchMaxMessages: 500, batchMaxBytes: 4 * 1024 * 1024, flushIntervalMs: 50, backoff: { initialMs: 200, maxMs: 15_000 }, stopGraceMs: 5000 },
   sinks: { http: httpIngestSinkDefaults, eventHubs: eventHubsSinkDefaults, file: fileSinkDefaults },
   twin: collectorTwinDefaults,
+  siteStatus: siteStatusDefaults,
   models: collectorModelsDefaults,
   admin: { enabled: true, host: '127.0.0.1', port: 0 },
   log: {},
@@ -171,6 +181,8 @@ export const collectorConfigSchema = {
         ...listenerProps,
         maxPayloadBytes: { type: 'integer', minimum: 1024, maximum: 268435455 },
         maxConnections: { type: 'integer', minimum: 1 },
+        connectTimeoutMs: { type: 'integer', minimum: 100, maximum: 600_000 },
+        maxPendingConnections: { type: 'integer', minimum: 1 },
         rateLimit: {
           type: 'object',
           additionalProperties: false,
@@ -242,6 +254,7 @@ export const collectorConfigSchema = {
       properties: { http: httpIngestSinkConfigSchema, eventHubs: eventHubsSinkConfigSchema, file: fileSinkConfigSchema },
     },
     twin: collectorTwinConfigSchema,
+    siteStatus: siteStatusConfigSchema,
     models: collectorModelsConfigSchema,
     admin: adminHttpConfigSchema,
     log: logConfigSchema,

@@ -3,6 +3,11 @@
  * with client certificates), and WebSocket (`ws://` or `wss://`, subprotocol `mqtt`). All of them
  * hand their byte streams to the one aedes instance. A TLS-only collector has no plain listener at
  * all, so a plain client only ever meets a TLS handshake it cannot complete.
+ *
+ * Every accepted connection is "pending" until the broker has sent its CONNACK. A pending one is
+ * closed after `mqtt.connectTimeoutMs` (TLS handshake, WebSocket upgrade and CONNECT together),
+ * and at most `mqtt.maxPendingConnections` may be pending at once: sockets that never speak must
+ * not hold file descriptors for aedes' own 30 s nor crowd out devices that do.
  */
 import { readFileSync } from 'node:fs';
 import { createServer as createHttpServer, type IncomingMessage, type Server as HttpServer } from 'node:http';
@@ -13,9 +18,21 @@ import type { Duplex } from 'node:stream';
 import { createWebSocketStream, WebSocketServer } from 'ws';
 import { EdgetwinError, ErrorCodes, errorMessage } from '../common/errors.js';
 import type { Logger } from '../common/log.js';
+import { counter, gauge, type Counter, type Gauge, type Registry } from '../common/metrics.js';
 import type { MqttListenerConfig } from './config.js';
 
-export type HandleStream = (stream: Duplex, req?: IncomingMessage) => void;
+/** Serves one connection; what it returns is the broker's client, whose `connackSent` ends the pending state. */
+export type HandleStream = (stream: Duplex, req?: IncomingMessage) => unknown;
+
+interface Pending {
+  timer: NodeJS.Timeout;
+  socket: Socket;
+  client?: { connackSent?: boolean } | undefined;
+}
+
+/** One key per TCP connection that the raw socket and the TLS socket over it share. */
+const connKey = (s: { localPort?: number | undefined; remoteAddress?: string | undefined; remotePort?: number | undefined }): string =>
+  `${s.localPort}|${s.remoteAddress}|${s.remotePort}`;
 
 export interface ListenerPorts {
   mqtt?: number;
@@ -46,7 +63,12 @@ export class MqttListeners {
   private readonly servers: (Server | HttpServer)[] = [];
   private readonly sockets = new Set<Socket>();
   private wss: WebSocketServer | undefined;
+  private readonly pending = new Map<string, Pending>();
   readonly ports: ListenerPorts = {};
+  /** Connections closed without CONNECT, by reason (also in edgetwin_collector_mqtt_slow_connections_total when a registry is given). */
+  readonly closedPending = { connect_timeout: 0, max_pending: 0 };
+  private readonly mSlow: Counter<string> | undefined;
+  private readonly mPending: Gauge<string> | undefined;
 
   constructor(
     private readonly cfg: MqttListenerConfig,
@@ -54,12 +76,79 @@ export class MqttListeners {
     private readonly log: Logger,
     /** A TLS handshake failed: plain text on the TLS port, a bad or missing client certificate. */
     private readonly onTlsError: () => void = () => undefined,
-  ) {}
+    registry?: Registry,
+  ) {
+    if (registry) {
+      this.mSlow = counter(registry, 'edgetwin_collector_mqtt_slow_connections_total', 'MQTT connections closed before CONNECT completed, by reason', ['reason']);
+      this.mPending = gauge(registry, 'edgetwin_collector_mqtt_pending_connections', 'MQTT connections accepted that have not completed CONNECT yet');
+    }
+  }
+
+  /** Connections accepted whose CONNACK has not been sent yet. */
+  get pendingConnections(): number {
+    this.sweep();
+    return this.pending.size;
+  }
 
   private track = (socket: Socket): void => {
     this.sockets.add(socket);
-    socket.once('close', () => this.sockets.delete(socket));
+    const key = connKey(socket);
+    socket.once('close', () => {
+      this.sockets.delete(socket);
+      const p = this.pending.get(key);
+      if (p) {
+        clearTimeout(p.timer);
+        this.pending.delete(key);
+        this.mPending?.set(this.pending.size);
+      }
+    });
+    if (this.pending.size >= this.cfg.maxPendingConnections) this.sweep();
+    // Full: the oldest pending connection makes room. A device's CONNECT arrives within a round trip,
+    // so a flood of silent sockets evicts mostly its own, and a newcomer always gets its chance.
+    if (this.pending.size >= this.cfg.maxPendingConnections) this.evictOldest();
+    const timer = setTimeout(() => {
+      const p = this.pending.get(key);
+      this.pending.delete(key);
+      this.mPending?.set(this.pending.size);
+      if (!p?.client?.connackSent) this.closeSlow(socket, 'connect_timeout');
+    }, this.cfg.connectTimeoutMs);
+    timer.unref();
+    this.pending.set(key, { timer, socket });
+    this.mPending?.set(this.pending.size);
   };
+
+  /** Drops connections that have completed CONNECT from the pending set (cheap: only run when it looks full). */
+  private sweep(): void {
+    for (const [key, p] of this.pending) {
+      if (!p.client?.connackSent) continue;
+      clearTimeout(p.timer);
+      this.pending.delete(key);
+    }
+    this.mPending?.set(this.pending.size);
+  }
+
+  private evictOldest(): void {
+    const oldest = this.pending.keys().next();
+    if (oldest.done) return;
+    const p = this.pending.get(oldest.value)!;
+    clearTimeout(p.timer);
+    this.pending.delete(oldest.value);
+    this.closeSlow(p.socket, 'max_pending');
+  }
+
+  private closeSlow(socket: Socket, reason: keyof MqttListeners['closedPending']): void {
+    this.closedPending[reason]++;
+    this.mSlow?.inc({ reason });
+    this.log.debug({ reason, remote: socket.remoteAddress }, 'MQTT connection closed before CONNECT');
+    socket.destroy();
+  }
+
+  /** Hands a stream to the broker and remembers its client, so the deadline can tell whether CONNECT completed. */
+  private serve(conn: { localPort?: number | undefined; remoteAddress?: string | undefined; remotePort?: number | undefined }, stream: Duplex, req?: IncomingMessage): void {
+    const client = this.handle(stream, req);
+    const p = this.pending.get(connKey(conn));
+    if (p && client && typeof client === 'object') p.client = client as Pending['client'];
+  }
 
   private tlsOptions(): { cert: Buffer; key: Buffer; ca?: Buffer; requestCert: boolean; rejectUnauthorized: boolean } {
     const t = this.cfg.tls;
@@ -79,13 +168,13 @@ export class MqttListeners {
     if (c.enabled) {
       const server = createNetServer((socket) => {
         this.track(socket);
-        this.handle(socket);
+        if (!socket.destroyed) this.serve(socket, socket);
       });
       this.servers.push(server);
       this.ports.mqtt = await listen(server, c.port, c.host);
     }
     if (c.tls.enabled) {
-      const server = createTlsServer(tls!, (socket: TLSSocket) => this.handle(socket));
+      const server = createTlsServer({ ...tls!, handshakeTimeout: c.connectTimeoutMs }, (socket: TLSSocket) => this.serve(socket, socket));
       server.on('connection', this.track);
       // A plain-text client or a bad certificate ends here, before MQTT: logged, never thrown.
       server.on('tlsClientError', (err) => {
@@ -108,7 +197,7 @@ export class MqttListeners {
       wss.on('connection', (ws, req) => {
         const stream = createWebSocketStream(ws);
         stream.on('error', (err) => this.log.debug({ err: err.message }, 'websocket stream error'));
-        this.handle(stream, req);
+        this.serve(req.socket, stream, req);
       });
       this.wss = wss;
       this.servers.push(server);
@@ -118,6 +207,8 @@ export class MqttListeners {
   }
 
   async stop(): Promise<void> {
+    for (const p of this.pending.values()) clearTimeout(p.timer);
+    this.pending.clear();
     for (const s of this.sockets) s.destroy();
     this.wss?.close();
     await Promise.all(this.servers.map((s) => new Promise<void>((resolve) => s.close(() => resolve()))));

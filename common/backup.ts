@@ -48,11 +48,13 @@ function sha256(file: string): string {
   return createHash('sha256').update(readFileSync(file)).digest('hex');
 }
 
-export async function backup(stateDir: string, outDir: string, onFile?: (f: BackupFile) => void): Promise<BackupManifest> {
+/** `onFile` gets each file once copied, with how many are done out of how many (for progress). */
+export async function backup(stateDir: string, outDir: string, onFile?: (f: BackupFile, done: number, total: number) => void): Promise<BackupManifest> {
   if (!existsSync(stateDir)) throw new EdgetwinError(ErrorCodes.USAGE, `state directory ${stateDir} does not exist`);
   if (existsSync(join(outDir, MANIFEST))) throw new EdgetwinError(ErrorCodes.USAGE, `${outDir} already holds a backup; choose an empty directory`);
   const files: BackupFile[] = [];
-  for (const rel of walk(stateDir)) {
+  const rels = walk(stateDir);
+  for (const rel of rels) {
     const src = join(stateDir, rel);
     const dst = join(outDir, rel);
     mkdirSync(dirname(dst), { recursive: true });
@@ -70,7 +72,7 @@ export async function backup(stateDir: string, outDir: string, onFile?: (f: Back
     }
     const f: BackupFile = { path: rel, kind, bytes: statSync(dst).size, sha256: sha256(dst) };
     files.push(f);
-    onFile?.(f);
+    onFile?.(f, files.length, rels.length);
   }
   const manifest: BackupManifest = { format: 1, createdAt: new Date().toISOString(), source: stateDir, files };
   writeFileSync(join(outDir, MANIFEST), `${JSON.stringify(manifest, null, 2)}\n`);
@@ -104,16 +106,17 @@ export function verifyBackup(backupDir: string): string[] {
  * Restores into stateDir, which must not be in use (stop the daemon first). An existing state
  * directory is moved aside to `<stateDir>.before-restore-<time>`, never deleted.
  */
-export function restore(backupDir: string, stateDir: string): { files: number; movedAside?: string } {
+export function restore(backupDir: string, stateDir: string, onFile?: (done: number, total: number) => void): { files: number; movedAside?: string } {
   const problems = verifyBackup(backupDir);
   if (problems.length) throw new EdgetwinError(ErrorCodes.STORE_CORRUPT, `backup ${backupDir} is damaged: ${problems.slice(0, 5).join('; ')}`);
   const manifest = readManifest(backupDir);
   const staging = `${stateDir}.restoring-${process.pid}`;
   rmSync(staging, { recursive: true, force: true });
-  for (const f of manifest.files) {
+  for (const [i, f] of manifest.files.entries()) {
     const dst = join(staging, f.path);
     mkdirSync(dirname(dst), { recursive: true });
     copyFileSync(join(backupDir, f.path), dst);
+    onFile?.(i + 1, manifest.files.length);
   }
   let movedAside: string | undefined;
   if (existsSync(stateDir)) {

@@ -75,11 +75,14 @@ function runs(files: DataFile[], opts: CompactionOptions, closed: boolean): Data
   return out;
 }
 
-export async function compact(root: string, duck: Duck, opts: CompactionOptions, log: Logger): Promise<CompactionReport> {
+/** `onProgress(done, total)` follows the merged runs (the CLI draws it; the daemon passes none). */
+export async function compact(root: string, duck: Duck, opts: CompactionOptions, log: Logger, onProgress?: (done: number, total: number) => void): Promise<CompactionReport> {
   const report: CompactionReport = { merged: 0, inputFiles: 0, removedLeftovers: 0 };
   const tmp = join(root, '_tmp', `compact-${process.pid}`);
   rmSync(tmp, { recursive: true, force: true });
   mkdirSync(tmp, { recursive: true });
+  // Planned first, so progress has a total.
+  const plan: { table: TableName; run: DataFile[] }[] = [];
   try {
     for (const table of opts.tables ?? TABLE_NAMES) {
       const { live, superseded } = liveAndSuperseded(listFiles(root, table).filter((f) => f.hi <= opts.cursor || f.gen > 0));
@@ -94,12 +97,15 @@ export async function compact(root: string, duck: Duck, opts: CompactionOptions,
       }
       for (const files of partitions.values()) {
         const closed = opts.closedBefore !== undefined && files[0]!.date < opts.closedBefore;
-        for (const run of runs(files, opts, closed)) {
-          await mergeRun(duck, table, run, tmp);
-          report.merged++;
-          report.inputFiles += run.length;
-        }
+        for (const run of runs(files, opts, closed)) plan.push({ table, run });
       }
+    }
+    onProgress?.(0, plan.length);
+    for (const { table, run } of plan) {
+      await mergeRun(duck, table, run, tmp);
+      report.merged++;
+      report.inputFiles += run.length;
+      onProgress?.(report.merged, plan.length);
     }
   } finally {
     rmSync(tmp, { recursive: true, force: true });

@@ -3,6 +3,11 @@
  * page to `apply`, which stores the documents together with the page's cursor in one transaction
  * and pushes the changes to devices. Polls again at once while pages come back non-empty, every
  * `desiredPollMs` when idle, and with jittered backoff while the cloud fails.
+ *
+ * Every poll (connect, headers and body) runs under one deadline of `timeoutMs`. undici's own
+ * timeouts are not enough: when the first connection of a process is accepted and closed at once
+ * (an L4 proxy whose backend is down), the request can stay pending with no socket and ignore its
+ * AbortSignal, so on the deadline the pool is destroyed (which settles the request) and replaced.
  */
 import { Ajv } from 'ajv';
 import { Pool } from 'undici';
@@ -62,6 +67,7 @@ export class CloudDesiredFeed {
   private wake: (() => void) | undefined;
   private readonly mPolls;
   private readonly mCursor;
+  private readonly mFailing;
 
   constructor(
     private readonly cfg: DesiredFeedConfig,
@@ -79,6 +85,7 @@ export class CloudDesiredFeed {
     this.mPolls = counter(deps.registry, 'edgetwin_twin_feed_polls_total', 'Desired-feed polls of the cloud, by result', ['result']);
     this.mCursor = gauge(deps.registry, 'edgetwin_twin_feed_cursor', 'Last desired-feed cursor stored');
     this.mCursor.set(deps.cursor());
+    this.mFailing = gauge(deps.registry, 'edgetwin_twin_feed_failing', '1 while desired-feed polls fail or time out, else 0');
   }
 
   /** True when the last poll succeeded (or none failed yet). */
@@ -87,8 +94,48 @@ export class CloudDesiredFeed {
   }
 
   start(): void {
-    this.pool = new Pool(this.origin, { connections: 1, headersTimeout: this.cfg.timeoutMs, bodyTimeout: this.cfg.timeoutMs });
+    this.pool = this.newPool();
     this.loop = this.run();
+  }
+
+  private newPool(): Pool {
+    const ms = this.cfg.timeoutMs;
+    return new Pool(this.origin, { connections: 1, connectTimeout: ms, headersTimeout: ms, bodyTimeout: ms });
+  }
+
+  /** Swaps in a fresh pool and destroys the old one without waiting: a wedged pool's destroy() may never resolve. */
+  private retire(pool: Pool): void {
+    if (this.pool === pool) this.pool = this.abort.signal.aborted ? undefined : this.newPool();
+    pool.destroy().catch(() => undefined);
+  }
+
+  /** Runs one poll's I/O under the feed's deadline and its stop signal, retiring the pool when either fires first. */
+  private async withDeadline<T>(io: (pool: Pool, signal: AbortSignal) => Promise<T>): Promise<T> {
+    const pool = this.pool;
+    if (!pool) throw new EdgetwinError(ErrorCodes.TWIN, 'cloud desired feed is stopped');
+    const ac = new AbortController();
+    let timer: NodeJS.Timeout | undefined;
+    let onStop: (() => void) | undefined;
+    const cut = new Promise<never>((_, reject) => {
+      const fail = (err: EdgetwinError): void => {
+        ac.abort(err);
+        this.retire(pool);
+        reject(err);
+      };
+      timer = setTimeout(
+        () => fail(new EdgetwinError(ErrorCodes.TWIN, `cloud desired feed did not answer within twin.feedTimeoutMs (${this.cfg.timeoutMs} ms)`, { details: { timedOut: true } })),
+        this.cfg.timeoutMs,
+      );
+      onStop = () => fail(new EdgetwinError(ErrorCodes.TWIN, 'cloud desired feed stopped'));
+      if (this.abort.signal.aborted) onStop();
+      else this.abort.signal.addEventListener('abort', onStop, { once: true });
+    });
+    try {
+      return await Promise.race([io(pool, ac.signal), cut]);
+    } finally {
+      clearTimeout(timer);
+      if (onStop) this.abort.signal.removeEventListener('abort', onStop);
+    }
   }
 
   /** Polls now instead of at the end of the idle wait. */
@@ -105,13 +152,15 @@ export class CloudDesiredFeed {
         const page = await this.pollOnce();
         if (this.failingSince !== 0) this.deps.log.info({ failedMs: Date.now() - this.failingSince }, 'desired feed reachable again');
         this.failingSince = 0;
+        this.mFailing.set(0);
         this.backoff.reset();
         // A full page may have more behind it; a cursor that did not move must not spin.
         waitMs = page.items.length > 0 && this.deps.cursor() > before ? 0 : this.cfg.pollMs;
       } catch (err) {
         if (signal.aborted) break;
-        this.mPolls.inc({ result: 'error' });
         const code = isEdgetwinError(err) ? err.code : ErrorCodes.TWIN;
+        this.mPolls.inc({ result: isEdgetwinError(err) && err.details?.['timedOut'] ? 'timeout' : 'error' });
+        this.mFailing.set(1);
         // Log the first failure of a run at warn and the rest at debug: an offline site polls for hours.
         const level = this.failingSince === 0 ? 'warn' : 'debug';
         if (this.failingSince === 0) this.failingSince = Date.now();
@@ -134,13 +183,16 @@ export class CloudDesiredFeed {
     const path = `${this.basePath}/v1/desired?site=${encodeURIComponent(this.cfg.siteId)}&since=${since}`;
     const headers: Record<string, string> = { accept: 'application/json' };
     if (this.cfg.token) headers['authorization'] = `Bearer ${this.cfg.token}`;
-    let res;
-    try {
-      res = await this.pool!.request({ method: 'GET', path, headers, signal: this.abort.signal });
-    } catch (cause) {
-      throw new EdgetwinError(ErrorCodes.TWIN, `cloud desired feed unreachable: ${errorMessage(cause)}`, { cause });
-    }
-    const text = await res.body.text();
+    const res = await this.withDeadline(async (pool, signal) => {
+      try {
+        const r = await pool.request({ method: 'GET', path, headers, signal });
+        return { statusCode: r.statusCode, text: await r.body.text() };
+      } catch (cause) {
+        if (isEdgetwinError(cause)) throw cause;
+        throw new EdgetwinError(ErrorCodes.TWIN, `cloud desired feed unreachable: ${errorMessage(cause)}`, { cause });
+      }
+    });
+    const text = res.text;
     if (res.statusCode !== 200) {
       const code = res.statusCode === 401 || res.statusCode === 403 ? ErrorCodes.UNAUTHORIZED : ErrorCodes.TWIN;
       throw new EdgetwinError(code, `cloud desired feed answered ${res.statusCode}: ${text.slice(0, 200)}`);
@@ -169,7 +221,13 @@ export class CloudDesiredFeed {
     this.abort.abort();
     this.wake?.();
     await this.loop?.catch(() => undefined);
-    await this.pool?.close();
+    const pool = this.pool;
     this.pool = undefined;
+    if (!pool) return;
+    // An idle pool closes at once; one that does not within the deadline is destroyed instead.
+    const waited = new AbortController();
+    const closed = await Promise.race([pool.close().then(() => true, () => true), sleep(this.cfg.timeoutMs, waited.signal).then(() => false)]);
+    waited.abort(); // the timer must not hold the process open after a clean close
+    if (!closed) pool.destroy().catch(() => undefined);
   }
 }

@@ -18,6 +18,7 @@ import { modelPath, pickModel, readManifest, type ModelEntry } from '../../commo
 import { OnnxScorer } from '../../agent/scoring/onnx-scorer.js';
 import type { SourceReading } from '../../agent/types.js';
 import { EdgetwinError, ErrorCodes, errorMessage } from '../../common/errors.js';
+import { Progress, progressModeFromEnv } from '../../common/progress.js';
 import { listNabFiles, readNabProfiles, readNabSeries, readNabWindows, windowTimes, writeNabResult, type NabSeries } from './nab-data.js';
 import { optimiseThreshold, scoreAtThreshold, windowsToRows, type CostProfile, type ScoredSeries, type ThresholdResult } from './nab-score.js';
 import { writePlot } from './plot.js';
@@ -47,7 +48,8 @@ export interface EvalOptions {
   /** Readings per score() call, as the agent batches them. */
   batch?: number;
   plots?: boolean;
-  progress?: (line: string) => void;
+  /** One line per file, with how many files are done out of how many. */
+  progress?: (line: string, done: number, total: number) => void;
 }
 
 export interface EvalResult {
@@ -113,6 +115,8 @@ export async function evalNab(opts: EvalOptions): Promise<EvalResult> {
       files.push({ key, rows: series.values.length, windows: known ? known.length : null, results });
       opts.progress?.(
         `[${n + 1}/${keys.length}] ${key}: ${series.values.length} rows, ${known ? `${known.length} windows` : 'no windows (not scored)'}, ${Date.now() - started} ms`,
+        n + 1,
+        keys.length,
       );
     }
   } finally {
@@ -157,6 +161,7 @@ async function main(): Promise<void> {
     console.error('usage: npm run eval:nab -- --data <dir> --out <dir> [--windows <file>] [--profiles <file>] [--manifest <file>] [--model <name>] [--plots] [--json]');
     process.exit(2);
   }
+  const bar = process.stderr.isTTY && progressModeFromEnv() !== 'lines' ? new Progress('eval:nab', 0, { mode: progressModeFromEnv() }) : undefined;
   const result = await evalNab({
     data: values.data,
     out: values.out,
@@ -165,8 +170,10 @@ async function main(): Promise<void> {
     manifest: values.manifest,
     modelName: values.model,
     plots: values.plots,
-    progress: (line) => console.error(line),
+    // A bar on a terminal; elsewhere the per-file lines, which say more than a percentage.
+    progress: (line, done, total) => (bar ? bar.update(done, `${done}/${total} files`, false, total) : console.error(line)),
   });
+  bar?.done();
   console.log(formatTable(result));
   if (values.json) console.log(JSON.stringify({ model: result.model, scores: result.scores, shipped: result.shipped }));
 }

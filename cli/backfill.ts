@@ -1,0 +1,184 @@
+/**
+ * `edgetwin cloud backfill`: loads history recorded before a device ran edgetwin (a CSV export,
+ * NAB's `timestamp,value` files) into a running cloud through its ingest API, so it lands in
+ * bronze, silver and gold like any other telemetry. Rows get the identity (device, --epoch, row
+ * number): agents start at epoch 1, so the default epoch 0 never collides with live data, and a
+ * backfill run again (after a failure, or twice by mistake) is stored once.
+ */
+import { createHash } from 'node:crypto';
+import { createReadStream, statSync } from 'node:fs';
+import { basename } from 'node:path';
+import { promisify } from 'node:util';
+import { gzip as gzipCb } from 'node:zlib';
+import { CsvReplaySource, csvReplayDefaults } from '../agent/sources/csv-replay.js';
+import type { SourceContext, SourceReading } from '../agent/types.js';
+import { Backoff, sleep } from '../common/backoff.js';
+import { EdgetwinError, ErrorCodes, errorMessage } from '../common/errors.js';
+import { createLogger } from '../common/log.js';
+import { Progress, progressModeFromEnv } from '../common/progress.js';
+import { DEVICE_ID_PATTERN, spliceBatch } from '../common/record.js';
+import { spliceEnvelope } from '../common/ingest-envelope.js';
+import { intOption, str, usage, type OptionValues, type Subcommand } from './args.js';
+
+const gzip = promisify(gzipCb);
+
+export const backfillSubcommand: Subcommand = {
+  usage: 'Usage: edgetwin cloud backfill --file CSV --device ID --site SITE [options]',
+  about: `Posts the rows of a CSV file (NAB's timestamp,value or timestamp,a,b,… with one metric per
+column) to a running cloud's POST /v1/ingest, with their original timestamps. Identity of a row:
+(device, --epoch, its row number), so running it again stores nothing twice. The token comes from
+EDGETWIN_CLOUD_TOKEN (a collector token of the site, or an admin token).`,
+  footer: 'Progress goes to stderr: a bar on a terminal, lines otherwise (EDGETWIN_PROGRESS=bar|lines|off).',
+  options: {
+    file: { type: 'string', value: 'CSV', help: 'the CSV file to load', required: true },
+    device: { type: 'string', value: 'ID', help: 'device the readings belong to', required: true },
+    site: { type: 'string', value: 'SITE', help: 'site of the device', required: true },
+    url: { type: 'string', value: 'URL', help: 'cloud twin API', default: 'http://127.0.0.1:8480' },
+    epoch: { type: 'string', value: 'N', help: 'identity epoch of the backfilled rows (agents start at 1)', unit: 'count', default: '0' },
+    unit: { type: 'string', value: 'U', help: 'unit of every column', default: '1' },
+    'timestamp-column': { type: 'string', value: 'NAME', help: 'column with the sample time', default: 'timestamp' },
+    'batch-readings': { type: 'string', value: 'N', help: 'readings per POST', unit: 'count', default: '5000' },
+    'timeout-ms': { type: 'string', value: 'N', help: 'per request, retried on timeouts and 5xx', unit: 'ms', default: '30000' },
+    help: { type: 'boolean', short: 'h', help: 'show this help' },
+  },
+};
+
+/** Lines of a file (a rough total for the progress: one pass, no parsing). */
+function countLines(file: string): Promise<number> {
+  return new Promise((resolve, reject) => {
+    let n = 0;
+    createReadStream(file)
+      .on('data', (chunk: string | Buffer) => {
+        const d = Buffer.isBuffer(chunk) ? chunk : Buffer.from(chunk);
+        for (let i = d.indexOf(10); i >= 0; i = d.indexOf(10, i + 1)) n++;
+      })
+      .on('end', () => resolve(n))
+      .on('error', reject);
+  });
+}
+
+export interface BackfillReport {
+  rows: number;
+  readings: number;
+  refused: number;
+  posts: number;
+}
+
+/** Posts one batch, retrying what a retry can fix (network, 408, 429, 5xx); anything else is the caller's to fix. */
+async function post(url: string, token: string | undefined, batchId: string, body: Buffer, timeoutMs: number, backoff: Backoff): Promise<void> {
+  for (let attempt = 1; ; attempt++) {
+    let status = 0;
+    let text = '';
+    try {
+      const res = await fetch(`${url.replace(/\/$/, '')}/v1/ingest`, {
+        method: 'POST',
+        headers: { 'content-type': 'application/json', 'content-encoding': 'gzip', 'idempotency-key': batchId, ...(token ? { authorization: `Bearer ${token}` } : {}) },
+        body,
+        signal: AbortSignal.timeout(timeoutMs),
+      });
+      status = res.status;
+      text = await res.text();
+      if (status >= 200 && status < 300) return;
+    } catch (err) {
+      text = errorMessage(err);
+    }
+    const retryable = status === 0 || status === 408 || status === 429 || status >= 500;
+    if (!retryable || attempt >= 8) {
+      const what = status ? `answered ${status}: ${text.slice(0, 300)}` : `unreachable: ${text}`;
+      const hint = status === 401 || status === 403 ? ' (set EDGETWIN_CLOUD_TOKEN to a collector token of --site, or an admin token)' : '';
+      throw new EdgetwinError(ErrorCodes.SINK, `backfill: ${url}/v1/ingest ${what}${hint}`, { details: { status } });
+    }
+    await sleep(backoff.next());
+  }
+}
+
+export async function runBackfill(values: OptionValues, out: (s: string) => void, env: NodeJS.ProcessEnv = process.env): Promise<BackfillReport> {
+  const cmd = 'edgetwin cloud backfill';
+  const file = str(values, 'file')!;
+  const device = str(values, 'device')!;
+  const site = str(values, 'site')!;
+  for (const k of ['file', 'device', 'site']) if (!str(values, k)) usage(`${cmd}: --${k} is required; run '${cmd} --help'`);
+  if (!new RegExp(DEVICE_ID_PATTERN).test(device)) usage(`${cmd}: --device "${device}" is not a valid device id`);
+  try {
+    statSync(file);
+  } catch (err) {
+    usage(`${cmd}: --file ${file}: ${errorMessage(err)}`);
+  }
+  const url = str(values, 'url') ?? 'http://127.0.0.1:8480';
+  const epoch = intOption(cmd, 'epoch', str(values, 'epoch'), 0);
+  const perPost = intOption(cmd, 'batch-readings', str(values, 'batch-readings'), 5000, 1, 100_000);
+  const timeoutMs = intOption(cmd, 'timeout-ms', str(values, 'timeout-ms'), 30_000, 100);
+  const token = env['EDGETWIN_CLOUD_TOKEN'];
+  const fileKey = createHash('sha256').update(`${basename(file)}|${device}|${epoch}`).digest('hex').slice(0, 16);
+
+  const progress = new Progress(`backfill ${basename(file)}`, Math.max(1, (await countLines(file)) - 1), { mode: progressModeFromEnv(env) });
+  const source = new CsvReplaySource({
+    ...csvReplayDefaults,
+    enabled: true,
+    file,
+    speed: 0,
+    unit: str(values, 'unit') ?? '1',
+    timestampColumn: str(values, 'timestamp-column') ?? 'timestamp',
+    timestamps: 'original',
+    progress: 'off',
+  });
+  const report: BackfillReport = { rows: 0, readings: 0, refused: 0, posts: 0 };
+  const backoff = new Backoff({ initialMs: 200, maxMs: 5000 });
+  let pending: string[] = [];
+  let seq = 0;
+  let inflight: Promise<void> = Promise.resolve();
+  let failure: unknown;
+  const ac = new AbortController();
+  const flush = (): void => {
+    if (pending.length === 0) return;
+    const first = seq - pending.length + 1;
+    // Deterministic batch id: a rerun posts the same batches under the same keys.
+    const batchId = `backfill-${fileKey}-${first}-${seq}`;
+    const json = spliceEnvelope(batchId, site, [spliceBatch(device, epoch, pending)]);
+    const n = pending.length;
+    pending = [];
+    // One POST in flight while the next batch is read: the file is read once, memory stays bounded.
+    inflight = inflight
+      .then(async () => {
+        await post(url, token, batchId, await gzip(json, { level: 1 }), timeoutMs, backoff);
+        report.readings += n;
+        report.posts++;
+        progress.update(source.rows, `${report.readings} readings`);
+      })
+      .catch((err: unknown) => {
+        failure ??= err;
+        ac.abort();
+      });
+  };
+  await new Promise<void>((resolve, reject) => {
+    const ctx: SourceContext = {
+      emit: (rs: SourceReading[]) => {
+        for (const r of rs) {
+          seq++;
+          pending.push(JSON.stringify({ seq, ts: r.ts, metric: r.metric, value: r.value, unit: r.unit }));
+          if (pending.length >= perPost) flush();
+        }
+        report.rows = source.rows;
+      },
+      emitDurable: () => Promise.reject(new Error('not used')),
+      fail: (err) => reject(err instanceof Error ? err : new Error(String(err))),
+      reject: (err) => {
+        report.refused++;
+        out(`${err.code}: ${err.message} (skipped)`);
+      },
+      finished: () => resolve(),
+      // Waiting on the POST in flight is the back-pressure: at most two batches in memory.
+      waitForRoom: () => inflight,
+      log: createLogger('backfill', { level: 'silent' }),
+      signal: ac.signal,
+    };
+    source.start(ctx);
+    ac.signal.addEventListener('abort', () => resolve(), { once: true });
+  });
+  flush();
+  await inflight;
+  if (failure) throw failure;
+  report.rows = source.rows;
+  progress.done(source.rows, `${report.readings} readings`);
+  return report;
+}
