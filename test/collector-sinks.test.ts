@@ -214,3 +214,33 @@ t.test('HTTP ingest sink: a batch refused for good (413, 400) is split; only the
   client.end(true);
   await c.stop();
 });
+
+t.test('HTTP ingest sink: a cloud that never answers costs one timeoutMs per attempt, and close() ends a hung write', async (t) => {
+  const held: ServerResponse[] = [];
+  const server = createServer((req, res) => {
+    req.resume();
+    held.push(res); // accepted, never answered
+  });
+  await new Promise<void>((r) => server.listen(0, '127.0.0.1', () => r()));
+  t.teardown(() => {
+    for (const r of held) r.destroy();
+    server.close();
+  });
+  const url = `http://127.0.0.1:${(server.address() as { port: number }).port}`;
+  const { HttpIngestSink } = await import('../collector/sinks/http-ingest.js');
+  const { RetryableSinkError } = await import('../collector/sink.js');
+  const sink = new HttpIngestSink({ enabled: true, url, gzip: true, timeoutMs: 300, connections: 1 });
+  await sink.connect();
+  const b = { batchId: 'b-1', siteId: 's', messages: [{ id: 1, device: 'd-1', payload: batch('d-1', 1, 1) }] };
+  const err = await sink.write(b).then(() => undefined, (e: unknown) => e);
+  t.ok(err instanceof RetryableSinkError, 'a timeout is retryable');
+  t.match(String((err as Error).message), /did not complete within 300 ms/);
+  // A deadline far beyond the test's own timeout: only close() can end this write.
+  const slow = new HttpIngestSink({ enabled: true, url, gzip: true, timeoutMs: 3_600_000, connections: 1 });
+  await slow.connect();
+  const hung = slow.write(b).then(() => 'answered', (e: unknown) => (e instanceof RetryableSinkError ? 'ended' : 'other'));
+  await new Promise((r) => setTimeout(r, 50));
+  await slow.close();
+  await sink.close();
+  t.equal(await hung, 'ended', 'close() ends the write in flight (the runner is stopping)');
+});

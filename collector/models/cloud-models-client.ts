@@ -2,7 +2,7 @@
  * The collector's client of the cloud model registry (`/v1/models`, site token): which versions
  * are promoted for this site, and one version's entry and file.
  */
-import { Pool } from 'undici';
+import { DeadlinePool } from '../../common/deadline-pool.js';
 import { EdgetwinError, ErrorCodes, errorMessage } from '../../common/errors.js';
 import { isStoredModel, type StoredModel } from '../../common/model-files.js';
 
@@ -13,30 +13,35 @@ export interface PromotedModel {
 }
 
 export class CloudModelsClient {
-  private readonly pool: Pool;
+  private readonly pool: DeadlinePool;
   private readonly basePath: string;
 
   constructor(private readonly cfg: { url: string; token?: string | undefined; timeoutMs: number }) {
     const u = new URL(cfg.url);
     this.basePath = u.pathname.replace(/\/$/, '');
-    this.pool = new Pool(u.origin, { connections: 2, headersTimeout: cfg.timeoutMs, bodyTimeout: cfg.timeoutMs });
+    // timeoutMs bounds each whole exchange (a wedged connection cannot hang a rollout or the shutdown).
+    this.pool = new DeadlinePool(u.origin, { connections: 2, timeoutMs: cfg.timeoutMs });
   }
 
   private async get(path: string, maxBytes: number): Promise<Buffer> {
     const headers: Record<string, string> = {};
     if (this.cfg.token) headers['authorization'] = `Bearer ${this.cfg.token}`;
-    let res;
+    let res: { statusCode: number; body: Buffer };
     try {
-      res = await this.pool.request({ method: 'GET', path: `${this.basePath}${path}`, headers });
+      res = await this.pool.run(async (pool, signal) => {
+        const r = await pool.request({ method: 'GET', path: `${this.basePath}${path}`, headers, signal });
+        const declared = Number(r.headers['content-length'] ?? 0);
+        if (declared > maxBytes) {
+          r.body.destroy();
+          throw new EdgetwinError(ErrorCodes.PAYLOAD_TOO_LARGE, `cloud sent ${declared} bytes for ${path}, over models.maxBytes`);
+        }
+        return { statusCode: r.statusCode, body: Buffer.from(await r.body.arrayBuffer()) };
+      }, 'cloud model registry');
     } catch (cause) {
+      if (cause instanceof EdgetwinError) throw cause;
       throw new EdgetwinError(ErrorCodes.UPLINK, `cloud model registry unreachable: ${errorMessage(cause)}`, { cause });
     }
-    const declared = Number(res.headers['content-length'] ?? 0);
-    if (declared > maxBytes) {
-      res.body.destroy();
-      throw new EdgetwinError(ErrorCodes.PAYLOAD_TOO_LARGE, `cloud sent ${declared} bytes for ${path}, over models.maxBytes`);
-    }
-    const body = Buffer.from(await res.body.arrayBuffer());
+    const body = res.body;
     if (res.statusCode === 200) return body;
     const code = res.statusCode === 404 ? ErrorCodes.NOT_FOUND : res.statusCode === 401 || res.statusCode === 403 ? ErrorCodes.UNAUTHORIZED : ErrorCodes.UPLINK;
     throw new EdgetwinError(code, `cloud model registry answered ${res.statusCode} for ${path}: ${body.toString('utf8').slice(0, 200)}`, { details: { status: res.statusCode } });

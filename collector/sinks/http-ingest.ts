@@ -5,8 +5,8 @@
  */
 import { promisify } from 'node:util';
 import { gzip as gzipCb } from 'node:zlib';
-import { Pool } from 'undici';
 import { ErrorCodes, errorMessage } from '../../common/errors.js';
+import { DeadlinePool } from '../../common/deadline-pool.js';
 import { spliceEnvelope } from '../../common/ingest-envelope.js';
 import { PermanentSinkError, RetryableSinkError, type Sink, type SinkBatch, type SinkWriteResult } from '../sink.js';
 
@@ -52,7 +52,7 @@ interface IngestResponse {
 
 export class HttpIngestSink implements Sink {
   readonly name = 'http';
-  private pool: Pool | undefined;
+  private pool: DeadlinePool | undefined;
   private readonly origin: string;
   private readonly basePath: string;
 
@@ -63,12 +63,8 @@ export class HttpIngestSink implements Sink {
   }
 
   async connect(): Promise<void> {
-    this.pool = new Pool(this.origin, {
-      connections: this.cfg.connections,
-      keepAliveTimeout: 30_000,
-      headersTimeout: this.cfg.timeoutMs,
-      bodyTimeout: this.cfg.timeoutMs,
-    });
+    // timeoutMs bounds the whole exchange, not only each phase: see common/deadline-pool.ts.
+    this.pool = new DeadlinePool(this.origin, { connections: this.cfg.connections, timeoutMs: this.cfg.timeoutMs, keepAliveTimeoutMs: 30_000 });
   }
 
   async write(batch: SinkBatch): Promise<SinkWriteResult> {
@@ -84,13 +80,16 @@ export class HttpIngestSink implements Sink {
       body = await gzip(json, { level: 1 });
       headers['content-encoding'] = 'gzip';
     }
-    let res;
+    let res: { statusCode: number; text: string; retryAfter: unknown };
     try {
-      res = await this.pool!.request({ method: 'POST', path: `${this.basePath}/v1/ingest`, headers, body });
+      res = await this.pool!.run(async (pool, signal) => {
+        const r = await pool.request({ method: 'POST', path: `${this.basePath}/v1/ingest`, headers, body, signal });
+        return { statusCode: r.statusCode, text: await r.body.text(), retryAfter: r.headers['retry-after'] };
+      }, 'cloud ingest');
     } catch (cause) {
       throw new RetryableSinkError(`cloud ingest unreachable: ${errorMessage(cause)}`, undefined, { cause });
     }
-    const text = await res.body.text();
+    const text = res.text;
     // 400/413/422 judge the content, which a retry does not change; 401/403/404/415 and the rest are
     // configuration or outages that an operator fixes, so those are retried without losing anything.
     if (PERMANENT.has(res.statusCode)) {
@@ -98,7 +97,7 @@ export class HttpIngestSink implements Sink {
       throw new PermanentSinkError(`cloud ingest refused the batch (${res.statusCode}): ${text.slice(0, 200)}`, code);
     }
     if (res.statusCode < 200 || res.statusCode >= 300) {
-      const retryAfter = Number(res.headers['retry-after']);
+      const retryAfter = Number(res.retryAfter);
       throw new RetryableSinkError(`cloud ingest answered ${res.statusCode}: ${text.slice(0, 200)}`, Number.isFinite(retryAfter) ? retryAfter * 1000 : undefined);
     }
     let parsed: IngestResponse = {};

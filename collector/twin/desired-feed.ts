@@ -4,14 +4,12 @@
  * and pushes the changes to devices. Polls again at once while pages come back non-empty, every
  * `desiredPollMs` when idle, and with jittered backoff while the cloud fails.
  *
- * Every poll (connect, headers and body) runs under one deadline of `timeoutMs`. undici's own
- * timeouts are not enough: when the first connection of a process is accepted and closed at once
- * (an L4 proxy whose backend is down), the request can stay pending with no socket and ignore its
- * AbortSignal, so on the deadline the pool is destroyed (which settles the request) and replaced.
+ * Every poll (connect, headers and body) runs under one deadline of `timeoutMs` (DeadlinePool:
+ * undici alone can leave a request pending forever behind a proxy that accepts and closes).
  */
 import { Ajv } from 'ajv';
-import { Pool } from 'undici';
 import { Backoff, sleep, type BackoffConfig } from '../../common/backoff.js';
+import { DeadlineError, DeadlinePool } from '../../common/deadline-pool.js';
 import { EdgetwinError, ErrorCodes, errorMessage, isEdgetwinError } from '../../common/errors.js';
 import type { Logger } from '../../common/log.js';
 import { counter, gauge, type Registry } from '../../common/metrics.js';
@@ -57,7 +55,7 @@ const pageSchema = {
 const validatePage = new Ajv({ strict: false }).compile<DesiredFeedPage>(pageSchema);
 
 export class CloudDesiredFeed {
-  private pool: Pool | undefined;
+  private client: DeadlinePool | undefined;
   private readonly origin: string;
   private readonly basePath: string;
   private readonly backoff: Backoff;
@@ -94,48 +92,8 @@ export class CloudDesiredFeed {
   }
 
   start(): void {
-    this.pool = this.newPool();
+    this.client = new DeadlinePool(this.origin, { connections: 1, timeoutMs: this.cfg.timeoutMs });
     this.loop = this.run();
-  }
-
-  private newPool(): Pool {
-    const ms = this.cfg.timeoutMs;
-    return new Pool(this.origin, { connections: 1, connectTimeout: ms, headersTimeout: ms, bodyTimeout: ms });
-  }
-
-  /** Swaps in a fresh pool and destroys the old one without waiting: a wedged pool's destroy() may never resolve. */
-  private retire(pool: Pool): void {
-    if (this.pool === pool) this.pool = this.abort.signal.aborted ? undefined : this.newPool();
-    pool.destroy().catch(() => undefined);
-  }
-
-  /** Runs one poll's I/O under the feed's deadline and its stop signal, retiring the pool when either fires first. */
-  private async withDeadline<T>(io: (pool: Pool, signal: AbortSignal) => Promise<T>): Promise<T> {
-    const pool = this.pool;
-    if (!pool) throw new EdgetwinError(ErrorCodes.TWIN, 'cloud desired feed is stopped');
-    const ac = new AbortController();
-    let timer: NodeJS.Timeout | undefined;
-    let onStop: (() => void) | undefined;
-    const cut = new Promise<never>((_, reject) => {
-      const fail = (err: EdgetwinError): void => {
-        ac.abort(err);
-        this.retire(pool);
-        reject(err);
-      };
-      timer = setTimeout(
-        () => fail(new EdgetwinError(ErrorCodes.TWIN, `cloud desired feed did not answer within twin.feedTimeoutMs (${this.cfg.timeoutMs} ms)`, { details: { timedOut: true } })),
-        this.cfg.timeoutMs,
-      );
-      onStop = () => fail(new EdgetwinError(ErrorCodes.TWIN, 'cloud desired feed stopped'));
-      if (this.abort.signal.aborted) onStop();
-      else this.abort.signal.addEventListener('abort', onStop, { once: true });
-    });
-    try {
-      return await Promise.race([io(pool, ac.signal), cut]);
-    } finally {
-      clearTimeout(timer);
-      if (onStop) this.abort.signal.removeEventListener('abort', onStop);
-    }
   }
 
   /** Polls now instead of at the end of the idle wait. */
@@ -183,15 +141,20 @@ export class CloudDesiredFeed {
     const path = `${this.basePath}/v1/desired?site=${encodeURIComponent(this.cfg.siteId)}&since=${since}`;
     const headers: Record<string, string> = { accept: 'application/json' };
     if (this.cfg.token) headers['authorization'] = `Bearer ${this.cfg.token}`;
-    const res = await this.withDeadline(async (pool, signal) => {
-      try {
+    const client = this.client;
+    if (!client) throw new EdgetwinError(ErrorCodes.TWIN, 'cloud desired feed is stopped');
+    let res: { statusCode: number; text: string };
+    try {
+      res = await client.run(async (pool, signal) => {
         const r = await pool.request({ method: 'GET', path, headers, signal });
         return { statusCode: r.statusCode, text: await r.body.text() };
-      } catch (cause) {
-        if (isEdgetwinError(cause)) throw cause;
-        throw new EdgetwinError(ErrorCodes.TWIN, `cloud desired feed unreachable: ${errorMessage(cause)}`, { cause });
+      }, 'cloud desired feed');
+    } catch (cause) {
+      if (cause instanceof DeadlineError && cause.timedOut) {
+        throw new EdgetwinError(ErrorCodes.TWIN, `cloud desired feed did not answer within twin.feedTimeoutMs (${this.cfg.timeoutMs} ms)`, { cause, details: { timedOut: true } });
       }
-    });
+      throw new EdgetwinError(ErrorCodes.TWIN, `cloud desired feed unreachable: ${errorMessage(cause)}`, { cause });
+    }
     const text = res.text;
     if (res.statusCode !== 200) {
       const code = res.statusCode === 401 || res.statusCode === 403 ? ErrorCodes.UNAUTHORIZED : ErrorCodes.TWIN;
@@ -220,14 +183,10 @@ export class CloudDesiredFeed {
   async stop(): Promise<void> {
     this.abort.abort();
     this.wake?.();
+    // Closing ends a poll in flight at once; an idle pool closes cleanly, a wedged one is destroyed.
+    const client = this.client;
+    this.client = undefined;
+    await client?.close(this.cfg.timeoutMs);
     await this.loop?.catch(() => undefined);
-    const pool = this.pool;
-    this.pool = undefined;
-    if (!pool) return;
-    // An idle pool closes at once; one that does not within the deadline is destroyed instead.
-    const waited = new AbortController();
-    const closed = await Promise.race([pool.close().then(() => true, () => true), sleep(this.cfg.timeoutMs, waited.signal).then(() => false)]);
-    waited.abort(); // the timer must not hold the process open after a clean close
-    if (!closed) pool.destroy().catch(() => undefined);
   }
 }
