@@ -2,7 +2,8 @@
  * CloudEvents: the in-process bus behind `GET /v1/stream`. Ingest and operator writes publish
  * after their transaction commits, so a subscriber never hears of a change that could roll back.
  */
-export const EVENT_TYPES = ['twin', 'anomaly', 'desired', 'reported'] as const;
+/** `site`: a collector's heartbeat (spool depth, sinks); its `device` is null. */
+export const EVENT_TYPES = ['twin', 'anomaly', 'desired', 'reported', 'site'] as const;
 export type CloudEventType = (typeof EVENT_TYPES)[number];
 
 export interface CloudEvent {
@@ -10,7 +11,7 @@ export interface CloudEvent {
   id: number;
   type: CloudEventType;
   site: string;
-  device: string;
+  device: string | null;
   at: string;
   data: Record<string, unknown>;
 }
@@ -30,7 +31,7 @@ export class CloudEvents {
     return this.subscribers.size;
   }
 
-  publish(type: CloudEventType, site: string, device: string, data: Record<string, unknown>): void {
+  publish(type: CloudEventType, site: string, device: string | null, data: Record<string, unknown>): void {
     if (this.subscribers.size === 0) return;
     const e: CloudEvent = { id: ++this.lastId, type, site, device, at: new Date().toISOString(), data };
     for (const s of this.subscribers) s(e);

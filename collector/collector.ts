@@ -23,6 +23,7 @@ import { HttpIngestSink } from './sinks/http-ingest.js';
 import { SpoolWriter } from './spool-writer.js';
 import { WalSync } from './wal-sync.js';
 import { CollectorTwin } from './twin/collector-twin.js';
+import { collectorSnapshot, SiteStatusReporter } from './twin/site-status.js';
 import { CollectorModels } from './models/collector-models.js';
 
 export interface CollectorDeps {
@@ -45,6 +46,8 @@ export class Collector {
   readonly twin: CollectorTwin | undefined;
   /** Model cache served to devices (model rollout); undefined when models.enabled is false. */
   readonly models: CollectorModels | undefined;
+  /** The site heartbeat to the cloud; undefined when siteStatus.enabled is false or no cloud URL is known. */
+  readonly siteStatus: SiteStatusReporter | undefined;
   private readonly admin: AdminHttpServer;
   /** The device registry (auth.mode "registry"). */
   readonly devices: DeviceRegistry | undefined;
@@ -81,6 +84,19 @@ export class Collector {
     this.models = cfg.models.enabled
       ? new CollectorModels(cfg.models, { siteId: cfg.siteId, stateDir: cfg.stateDir, twin: cfg.twin, http: cfg.sinks.http, log: this.log, registry: this.registry })
       : undefined;
+    const cloudUrl = cfg.twin.cloudUrl ?? (cfg.sinks.http.enabled ? cfg.sinks.http.url : undefined);
+    this.siteStatus =
+      cfg.siteStatus.enabled && cloudUrl
+        ? new SiteStatusReporter(
+            { ...cfg.siteStatus, url: cloudUrl, token: cfg.twin.cloudToken ?? cfg.sinks.http.token, siteId: cfg.siteId },
+            {
+              log: this.log.child({ part: 'site-status' }),
+              registry: this.registry,
+              snapshot: () =>
+                collectorSnapshot({ spool: this.spool, maxBytes: cfg.spool.maxBytes, runners: this.runners, clients: this.broker.clients, twinFeed: this.twin?.health().feed }),
+            },
+          )
+        : undefined;
     if (!deps.auth && cfg.auth.mode === 'registry') this.devices = new DeviceRegistry(cfg.auth.registryPath ?? join(cfg.stateDir, 'devices.db'), this.log);
     const auth = deps.auth ?? (this.devices ? new RegistryAuthenticator(this.devices) : new OpenAuthenticator());
     this.broker = new MqttBroker(cfg.mqtt, {
@@ -129,6 +145,7 @@ export class Collector {
     this.mqttPort = await this.broker.start();
     this.ports = this.broker.ports;
     this.adminPort = await this.admin.start();
+    this.siteStatus?.start();
     this.log.info({ siteId: this.cfg.siteId, ports: this.ports, auth: this.cfg.auth.mode, sinks: this.runners.map((r) => r.sink.name), spool: this.spool.depth() }, 'collector listening');
   }
 
@@ -140,6 +157,7 @@ export class Collector {
   }
 
   async stop(): Promise<void> {
+    await this.siteStatus?.stop();
     await this.broker.stop();
     this.writer.close();
     await this.twin?.stop();

@@ -1,12 +1,15 @@
 /**
  * The dashboard in a real browser (Debian's Chromium driven by playwright-core) against a running
- * demo: twins appear, a chart renders with data, a desired change made in the page reaches the
- * agent and comes back applied, no console errors; screenshots are kept in test-artifacts/.
+ * demo: twins appear, the site shows its collector's spool depth (site heartbeat), search narrows
+ * the list, a chart renders with data and alert markers, recent alerts are listed, a desired change
+ * made in the page reaches the agent and comes back applied, a stale ETag is shown as a conflict,
+ * no console errors; screenshots are kept in test-artifacts/.
  */
 import { existsSync, mkdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { chromium, type Browser } from 'playwright-core';
 import t from 'tap';
+import { request } from 'undici';
 import { freePort, spawnCli } from './helpers/cli.js';
 import { tempDir, waitFor } from './helpers/util.js';
 
@@ -36,7 +39,8 @@ t.test('dashboard: live twins, a chart with data, a desired change round-trips',
   const page = await browser.newPage({ viewport: { width: 1280, height: 900 } });
   const consoleErrors: string[] = [];
   page.on('console', (m) => {
-    if (m.type() === 'error') consoleErrors.push(m.text());
+    // The conflict step provokes a 412 on purpose; Chromium logs every non-2xx fetch.
+    if (m.type() === 'error' && !/status of 412/.test(m.text())) consoleErrors.push(m.text());
   });
   page.on('pageerror', (e) => consoleErrors.push(String(e)));
   mkdirSync(artifacts, { recursive: true });
@@ -48,14 +52,60 @@ t.test('dashboard: live twins, a chart with data, a desired change round-trips',
   t.same((await page.locator('#twins tbody tr th a').allTextContents()).sort(), ['sim-1', 'sim-2', 'sim-3'], 'the three demo twins are listed');
   t.notOk(page.url().includes('token='), 'the token is taken out of the address bar');
   await waitFor(async () => (await text('#live')) === 'live', 10_000, 'the live stream');
+
+  // An alert reading of sim-1 a minute ago, as a collector would forward it (the admin may ingest):
+  // posted now so that the lakehouse has landed it by the time the twin page reads history.
+  const api = async (method: 'GET' | 'POST' | 'PATCH', path: string, body?: unknown, headers: Record<string, string> = {}): Promise<{ status: number; body: any }> => { // eslint-disable-line @typescript-eslint/no-explicit-any
+    const r = await request(`${url}${path}`, {
+      method,
+      headers: { authorization: `Bearer ${admin}`, ...(body === undefined ? {} : { 'content-type': 'application/json' }), ...headers },
+      ...(body === undefined ? {} : { body: JSON.stringify(body) }),
+    });
+    const txt = await r.body.text();
+    return { status: r.statusCode, body: txt ? (JSON.parse(txt) as unknown) : null };
+  };
+  const alertTs = Date.now() - 60_000;
+  const ingest = await api('POST', '/v1/ingest', {
+    v: 1,
+    batchId: 'dashboard-alert-1',
+    site: 'demo-site',
+    messages: [{ v: 1, device: 'sim-1', epoch: 999_999, readings: [{ seq: 1, ts: alertTs, metric: 'temperature', value: 31.5, unit: 'degC', score: 0.99, alert: true }] }],
+  });
+  t.equal(ingest.status, 200, 'the alert reading is ingested');
+
+  // The site card shows the collector's heartbeat: spool depth and a fresh report.
+  const siteCard = page.locator('#sites li[data-site="demo-site"]');
+  await waitFor(async () => /^spool \d+ rows · /.test((await siteCard.locator('[data-spool]').textContent({ timeout: 1000 }).catch(() => '')) ?? ''), 30_000, 'the spool depth on the site card');
+  t.equal(await siteCard.locator('[data-heartbeat]').getAttribute('data-heartbeat'), 'fresh', 'the heartbeat is fresh');
+  t.match(await siteCard.textContent(), /\d+ connected · collector \d+\.\d+\.\d+/, 'connected devices and the collector version');
   await page.screenshot({ path: join(artifacts, 'dashboard-overview.png') });
+
+  // Search narrows the list in place; no match shows the empty note; clearing brings all back.
+  const rows = page.locator('#twins tbody tr');
+  await page.fill('#filters input[name=q]', 'sim-2');
+  await waitFor(async () => (await rows.count()) === 1, 10_000, 'one row for sim-2');
+  t.same(await page.locator('#twins tbody tr th a').allTextContents(), ['sim-2'], 'search keeps only the matching twin');
+  await page.fill('#filters input[name=q]', 'no-such-device');
+  await waitFor(async () => (await rows.count()) === 0, 10_000, 'no rows');
+  t.ok(await page.isVisible('#twins-empty'), '"No devices match." is shown');
+  await page.fill('#filters input[name=q]', '');
+  await page.selectOption('#filters select[name=site]', 'demo-site');
+  await waitFor(async () => (await rows.count()) === 3, 10_000, 'three rows again');
+  t.pass('clearing the search and choosing the site lists all three');
 
   await page.click('a[href="#/twins/sim-1"]');
   await page.waitForSelector('#chart canvas', { timeout: 30_000 });
   // The chart reads history from the lakehouse, which lands readings in micro-batches.
   await page.selectOption('#chart-form select[name=metric]', 'temperature');
-  await waitFor(async () => /^temperature over the last 1 h: [1-9]\d* points$/.test((await page.getAttribute('#chart', 'aria-label')) ?? ''), 40_000, 'a temperature chart with data');
+  await waitFor(async () => /^temperature over the last 1 h: [1-9]\d* points, \d+ alerts?$/.test((await page.getAttribute('#chart', 'aria-label')) ?? ''), 40_000, 'a temperature chart with data');
   t.match(await text('#chart-note'), /^[1-9]\d* points from (silver|gold)/);
+  // The alert reading lands in the lakehouse in a micro-batch; the page re-reads history every 10 s.
+  await waitFor(async () => Number((await page.getAttribute('#chart', 'data-alerts')) ?? 0) >= 1, 60_000, 'an alert marker on the chart');
+  t.match(await page.getAttribute('#chart', 'aria-label'), /[1-9]\d* alerts?$/, 'the chart says how many alert markers it draws');
+  t.match(await text('#chart-note'), /alert markers? \(red\)/);
+  await waitFor(async () => (await page.locator('#alerts li[data-alert]').count()) >= 1, 30_000, 'the recent alerts list');
+  const alertItems = await page.locator('#alerts li[data-alert]').evaluateAll((lis) => lis.map((li) => [li.getAttribute('data-alert'), li.getAttribute('title')]));
+  t.ok(alertItems.some(([m, ts]) => m === 'temperature' && ts === new Date(alertTs).toISOString()), 'the ingested alert is among the recent alerts');
 
   await page.fill('#desired-patch', '{ "samplingIntervalMs": 700 }');
   await page.click('#desired-form button[type=submit]');
@@ -67,6 +117,18 @@ t.test('dashboard: live twins, a chart with data, a desired change round-trips',
   t.equal(reported.applied?.samplingIntervalMs?.simulator, 700, 'the agent runs the new sampling interval');
   await waitFor(async () => (await text('#audit')).includes('desired'), 10_000, 'the audit entry');
   t.pass('the change is in the audit trail');
+
+  // Optimistic concurrency as the operator sees it: they start typing, someone else changes desired
+  // through the API meanwhile, and applying is refused with the 412 shown, the twin reloaded.
+  await page.fill('#desired-patch', '{ "samplingIntervalMs": 600 }');
+  const behind = await api('PATCH', '/v1/twins/sim-1/desired', { samplingIntervalMs: 900 }, { 'if-match': '*' });
+  t.equal(behind.status, 200, 'a change behind the page\'s back');
+  await page.click('#desired-form button[type=submit]');
+  await waitFor(async () => (await text('#desired-status')).startsWith('Conflict'), 15_000, 'the conflict message');
+  t.match(await text('#desired-status'), /412/, 'the user is told of the stale ETag');
+  t.equal(await page.getAttribute('#desired-status', 'class'), 'error');
+  await waitFor(async () => (JSON.parse((await page.textContent('#desired-doc')) ?? '{}') as { samplingIntervalMs?: number }).samplingIntervalMs === 900, 10_000, 'the reloaded desired document');
+  t.equal((await api('GET', '/v1/twins/sim-1')).body.desired.samplingIntervalMs, 900, 'the refused change did not overwrite the other one');
   await page.screenshot({ path: join(artifacts, 'dashboard-twin.png'), fullPage: true });
 
   await page.setViewportSize({ width: 768, height: 1024 });

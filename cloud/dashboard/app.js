@@ -20,7 +20,7 @@ function connectStream() {
   };
   es.onopen = () => on('live', 'on');
   es.onerror = () => on('reconnecting…', 'off');
-  for (const type of ['twin', 'anomaly', 'desired', 'reported']) {
+  for (const type of ['twin', 'anomaly', 'desired', 'reported', 'site']) {
     es.addEventListener(type, (m) => {
       try {
         live.onEvent?.(JSON.parse(m.data));
@@ -38,7 +38,7 @@ async function route() {
   const m = /^#\/twins\/(.+)$/.exec(location.hash);
   try {
     if (m) cleanup = (await renderTwin(main, live, decodeURIComponent(m[1]))) ?? null;
-    else await renderOverview(main, live);
+    else cleanup = (await renderOverview(main, live)) ?? null;
     main.focus();
   } catch (err) {
     if (err instanceof ApiError && err.status === 401) {

@@ -1,6 +1,27 @@
-// Fleet overview: sites, then devices with health, anomaly state, outbox depth and model; live.
+// Fleet overview: sites (with their collector's spool depth), then devices with health, anomaly
+// state, outbox depth and model; live.
 import { api } from './api.js';
-import { ago, anomalyBadge, el, healthBadge, num } from './format.js';
+import { ago, anomalyBadge, bytes, el, healthBadge, num } from './format.js';
+
+/** One site card: devices, and the collector's heartbeat (spool depth, sinks) with its age. */
+function siteCard(s) {
+  const st = s.status;
+  const parts = [el('strong', { text: s.site }), el('span', { class: 'muted', text: `${s.devices} devices · ${s.anomalous} anomalous · seen ${ago(s.lastSeen)}` })];
+  if (!st) {
+    parts.push(el('span', { class: 'spool muted', 'data-spool': '', text: 'collector has not reported' }));
+  } else {
+    // The cloud's own age figure plus the time since this page got it: no browser/cloud clock skew.
+    const ageMs = st.ageMs + (Date.now() - st.localAt);
+    const stale = ageMs > st.staleAfterMs;
+    const lag = Object.entries(st.sinks ?? {}).filter(([, k]) => k.lagRows > 0 || !k.ok).map(([n, k]) => `${n} ${k.ok ? '' : 'failing, '}${num(k.lagRows, 0)} behind`);
+    parts.push(
+      el('span', { class: 'spool', 'data-spool': '', 'data-rows': st.spool.rows, text: `spool ${num(st.spool.rows, 0)} rows · ${bytes(st.spool.bytes)}` }),
+      el('span', { class: 'muted', text: `${st.devices.connected} connected · collector ${st.collectorVersion}${lag.length ? ` · ${lag.join(', ')}` : ''}` }),
+      el('span', { class: `badge ${stale ? 'warn' : 'ok'}`, 'data-heartbeat': stale ? 'stale' : 'fresh', title: st.receivedAt, text: `${stale ? 'stale' : 'reported'} ${ago(new Date(Date.now() - ageMs).toISOString())}` }),
+    );
+  }
+  return el('li', { 'data-site': s.site }, ...parts);
+}
 
 export async function renderOverview(main, live) {
   main.replaceChildren(document.getElementById('overview-template').content.cloneNode(true));
@@ -11,14 +32,19 @@ export async function renderOverview(main, live) {
   let twins = [];
   let next = null;
 
-  const { data: sites } = await api('/v1/sites');
   const siteSelect = form.elements.site;
-  main.querySelector('#sites').replaceChildren(
-    ...sites.items.map((s) => {
-      siteSelect.append(el('option', { value: s.site, text: s.site }));
-      return el('li', {}, el('strong', { text: s.site }), el('span', { class: 'muted', text: `${s.devices} devices · ${s.anomalous} anomalous · seen ${ago(s.lastSeen)}` }));
-    }),
-  );
+  const siteList = main.querySelector('#sites');
+  let sites = [];
+  const drawSites = () => siteList.replaceChildren(...sites.map(siteCard));
+  const loadSites = async () => {
+    const r = await api('/v1/sites');
+    const localAt = Date.now();
+    sites = r.data.items.map((s) => (s.status ? { ...s, status: { ...s.status, localAt } } : s));
+    const known = new Set([...siteSelect.options].map((o) => o.value));
+    for (const s of sites) if (!known.has(s.site)) siteSelect.append(el('option', { value: s.site, text: s.site }));
+    drawSites();
+  };
+  await loadSites();
 
   const row = (t) => {
     const outbox = t.reportedProperties?.outbox?.rows;
@@ -72,6 +98,14 @@ export async function renderOverview(main, live) {
   const pending = new Set();
   let timer = null;
   live.onEvent = (e) => {
+    if (e.type === 'site') {
+      // A heartbeat carries the whole status: no read needed, unless the site is new to this page.
+      const s = sites.find((x) => x.site === e.site);
+      if (!s) return void loadSites().catch(() => undefined);
+      s.status = { ...e.data, ageMs: 0, localAt: Date.now() };
+      drawSites();
+      return;
+    }
     pending.add(e.device);
     timer ??= setTimeout(async () => {
       timer = null;
@@ -92,4 +126,7 @@ export async function renderOverview(main, live) {
       draw();
     }, 500);
   };
+  // Heartbeat ages move with the clock: a silent site turns stale without any event.
+  const ticker = setInterval(drawSites, 5000);
+  return () => clearInterval(ticker);
 }

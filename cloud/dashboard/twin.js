@@ -9,6 +9,9 @@ export async function renderTwin(main, live, id) {
   const $ = (s) => main.querySelector(s);
   let twin;
   let etag;
+  // The ETag of the twin as it was when the operator started typing a change: live refreshes must
+  // not silently move it, or a change made meanwhile by someone else would be overwritten unseen.
+  let editEtag = null;
 
   const chartForm = $('#chart-form');
   const status = $('#desired-status');
@@ -48,8 +51,10 @@ export async function renderTwin(main, live, id) {
     const windowMs = Number(chartForm.elements.window.value);
     const series = await loadSeries(id, metric, windowMs);
     drawChart($('#chart'), series, metric, twin.reported?.[metric]?.unit);
-    $('#chart').setAttribute('aria-label', `${metric} over the last ${chartForm.elements.window.selectedOptions[0].text}: ${series.points} points`);
-    $('#chart-note').textContent = `${series.points} points from ${series.source}${series.truncated ? ' (truncated)' : ''}`;
+    const alerts = series.alerts.filter((a) => a !== null).length;
+    $('#chart').setAttribute('aria-label', `${metric} over the last ${chartForm.elements.window.selectedOptions[0].text}: ${series.points} points, ${alerts} alert${alerts === 1 ? '' : 's'}`);
+    $('#chart').dataset.alerts = String(alerts);
+    $('#chart-note').textContent = `${series.points} points from ${series.source}${series.truncated ? ' (truncated)' : ''}${alerts ? ` · ${alerts} alert marker${alerts === 1 ? '' : 's'} (red)` : ''}`;
   };
 
   const loadLists = async () => {
@@ -59,13 +64,17 @@ export async function renderTwin(main, live, id) {
       api(`/v1/twins/${encodeURIComponent(id)}/audit?limit=50`).catch(() => ({ data: { items: [] } })),
     ]);
     $('#alerts').replaceChildren(
-      ...(alerts.data.items.length ? alerts.data.items.map((a) => el('li', {}, `${ago(a.ts)} · ${a.metric} = ${num(a.value)} ${a.unit} · score ${num(a.score, 2)}`)) : [el('li', { class: 'muted', text: 'No alerts in the last 7 days.' })]),
+      ...(alerts.data.items.length ? alerts.data.items.map((a) => el('li', { 'data-alert': a.metric, title: a.ts }, `${ago(a.ts)} · ${a.metric} = ${num(a.value)} ${a.unit} · score ${num(a.score, 2)}`)) : [el('li', { class: 'muted', text: 'No alerts in the last 7 days.' })]),
     );
     const items = audit.data.items ?? [];
     $('#audit').replaceChildren(
       ...(items.length ? items.map((e) => el('li', {}, `${ago(e.at)} · ${e.actor} (${e.role}) · ${e.action} ${e.detail ? JSON.stringify(e.detail).slice(0, 160) : ''}`)) : [el('li', { class: 'muted', text: 'No changes recorded.' })]),
     );
   };
+
+  $('#desired-patch').addEventListener('input', () => {
+    editEtag ??= etag;
+  });
 
   $('#desired-form').addEventListener('submit', async (e) => {
     e.preventDefault();
@@ -81,17 +90,21 @@ export async function renderTwin(main, live, id) {
     status.className = '';
     status.textContent = 'Applying…';
     try {
-      const r = await api(`/v1/twins/${encodeURIComponent(id)}/desired`, { method: 'PATCH', body: patch, headers: { 'if-match': etag } });
+      const r = await api(`/v1/twins/${encodeURIComponent(id)}/desired`, { method: 'PATCH', body: patch, headers: { 'if-match': editEtag ?? etag } });
       twin = r.data;
       etag = r.etag ?? twin.etag;
+      editEtag = null;
       fill();
       status.textContent = `Saved as desired version ${twin.desired.$version}; waiting for the device.`;
       void loadLists();
     } catch (err) {
       status.className = 'error';
       if (err instanceof ApiError && err.status === 412) {
-        status.textContent = 'Someone changed this twin meanwhile; reloaded — review and apply again.';
+        status.textContent = 'Conflict: someone changed this twin meanwhile (412). It is reloaded above — review and apply again.';
         await loadTwin();
+        // The operator has now seen the current version: applying again is a deliberate overwrite.
+        editEtag = etag;
+        void loadLists();
       } else if (err instanceof ApiError && err.status === 401) {
         status.textContent = 'Changing desired state needs an operator token: use the Token button.';
         document.getElementById('token-button').click();
@@ -113,7 +126,11 @@ export async function renderTwin(main, live, id) {
       if (e.type === 'anomaly' || e.type === 'desired') void loadLists();
     }, 400);
   };
-  const refreshChart = setInterval(() => void loadChart().catch(() => undefined), 10_000);
+  // History lands in the lakehouse in micro-batches, after the live event: re-read it periodically.
+  const refreshChart = setInterval(() => {
+    void loadChart().catch(() => undefined);
+    void loadLists().catch(() => undefined);
+  }, 10_000);
   // uPlot draws at a fixed size: follow the window (laptop ↔ tablet rotation).
   let resizeTimer = null;
   const onResize = () => {

@@ -30,7 +30,7 @@ export function registerStreamRoutes(app: FastifyInstance, ctx: ServerContext): 
       schema: {
         summary: 'Server-Sent Events: twin changes and anomalies (filterable)',
         tags: ['twins'],
-        description: 'Events `twin`, `anomaly`, `desired`, `reported`; data is `{id, type, site, device, at, data}`. EventSource clients may pass the token as `access_token`.',
+        description: 'Events `twin`, `anomaly`, `desired`, `reported`, `site` (a collector heartbeat; device null); data is `{id, type, site, device, at, data}`. EventSource clients may pass the token as `access_token`.',
         querystring: {
           type: 'object',
           properties: {

@@ -1,10 +1,11 @@
-/** The twin API: list and read twins, change desired state and tags (ETag-checked), sites, audit. */
+/** The twin API: list and read twins, change desired state and tags (ETag-checked), audit; sites in ./sites.ts. */
 import type { FastifyInstance, FastifyRequest } from 'fastify';
 import { EdgetwinError, ErrorCodes } from '../../common/errors.js';
 import { requireSite, scopedSite } from '../auth/authenticator.js';
 import type { ServerContext } from '../server.js';
 import { TAG_KEY, type TwinView } from '../twin-store.js';
 import { deviceParam, limitParam, parseTime, siteParam, timeParam } from './params.js';
+import { registerSiteRoutes } from './sites.js';
 
 const idParams = { type: 'object', required: ['id'], properties: { id: deviceParam } };
 
@@ -164,9 +165,5 @@ export function registerTwinRoutes(app: FastifyInstance, ctx: ServerContext): vo
     },
   );
 
-  app.get(
-    '/v1/sites',
-    { config: { action: 'read' }, schema: { summary: 'Sites with device counts, anomalous devices, readings and last seen', tags: ['twins'] } },
-    async (req) => ({ items: ctx.twins.sites(req.principal.site ?? undefined) }),
-  );
+  registerSiteRoutes(app, ctx);
 }

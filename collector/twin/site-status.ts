@@ -1,0 +1,182 @@
+/**
+ * SiteStatusReporter: the site heartbeat. Every `siteStatus.intervalMs` the collector tells the
+ * cloud how it is doing — spool depth, connected devices, each sink's backlog, its version — with
+ * `PUT /v1/sites/{site}/status` and the site token it already uses for ingest. The cloud keeps the
+ * newest report per site and the dashboard shows it, so an operator sees a site buffering (its
+ * uplink down, its sink refusing) or silent (the heartbeat stale) without reaching the site.
+ *
+ * A report that fails is not retried: the next one, an interval later, carries fresher figures.
+ * Every request runs under one deadline of `timeoutMs` (common/deadline-pool.ts: an undici request
+ * whose connection was accepted and dropped at once can otherwise stay pending forever).
+ */
+import { readFileSync } from 'node:fs';
+import { sleep } from '../../common/backoff.js';
+import { DeadlineError, DeadlinePool } from '../../common/deadline-pool.js';
+import { errorMessage } from '../../common/errors.js';
+import type { Logger } from '../../common/log.js';
+import { counter, gauge, type Registry } from '../../common/metrics.js';
+
+export interface SiteStatusConfig {
+  enabled: boolean;
+  /** How often the heartbeat is sent; the cloud calls the site stale after three missed ones. */
+  intervalMs: number;
+  /** Deadline of one report (connect, headers and body). */
+  timeoutMs: number;
+}
+
+export const siteStatusDefaults: SiteStatusConfig = { enabled: true, intervalMs: 10_000, timeoutMs: 5000 };
+
+export const siteStatusConfigSchema = {
+  type: 'object',
+  additionalProperties: false,
+  properties: {
+    enabled: { type: 'boolean' },
+    intervalMs: { type: 'integer', minimum: 100, maximum: 3_600_000 },
+    timeoutMs: { type: 'integer', minimum: 100, maximum: 600_000 },
+  },
+} as const;
+
+/** The body of `PUT /v1/sites/{site}/status` (cloud/site-status.ts validates it). */
+export interface SiteStatusBody {
+  v: 1;
+  at: string;
+  collectorVersion: string;
+  intervalMs: number;
+  uptimeS: number;
+  spool: { rows: number; bytes: number; maxBytes: number };
+  devices: { connected: number };
+  sinks: Record<string, { ok: boolean; lagRows: number; lastError?: string }>;
+  twin?: { feed: 'ok' | 'failing' | 'off' };
+}
+
+/** What the collector hands over at each beat; the reporter adds the envelope fields. */
+export type SiteStatusSnapshot = Omit<SiteStatusBody, 'v' | 'at' | 'collectorVersion' | 'intervalMs' | 'uptimeS'>;
+
+export const COLLECTOR_VERSION = readPackageVersion();
+
+function readPackageVersion(): string {
+  // ../../ from the sources, ../../../ from dist/.
+  for (const rel of ['../../package.json', '../../../package.json']) {
+    try {
+      const pkg = JSON.parse(readFileSync(new URL(rel, import.meta.url), 'utf8')) as { name?: string; version?: string };
+      if (pkg.name === 'edgetwin' && pkg.version) return pkg.version;
+    } catch {
+      // try the next location
+    }
+  }
+  return 'unknown';
+}
+
+export class SiteStatusReporter {
+  private client: DeadlinePool | undefined;
+  private readonly origin: string;
+  private readonly path: string;
+  private readonly abort = new AbortController();
+  private readonly started = Date.now();
+  private loop: Promise<void> | undefined;
+  private failing = false;
+  /** The last report the cloud accepted (tests and `health()`). */
+  lastSent: SiteStatusBody | undefined;
+  private readonly mReports;
+  private readonly mFailing;
+
+  constructor(
+    private readonly cfg: SiteStatusConfig & { url: string; token?: string | undefined; siteId: string },
+    private readonly deps: { log: Logger; registry: Registry; snapshot: () => SiteStatusSnapshot },
+  ) {
+    const u = new URL(cfg.url);
+    this.origin = u.origin;
+    this.path = `${u.pathname.replace(/\/$/, '')}/v1/sites/${encodeURIComponent(cfg.siteId)}/status`;
+    this.mReports = counter(deps.registry, 'edgetwin_site_status_reports_total', 'Site heartbeats sent to the cloud, by result', ['result']);
+    this.mFailing = gauge(deps.registry, 'edgetwin_site_status_failing', '1 while site heartbeats fail, else 0');
+  }
+
+  get healthy(): boolean {
+    return !this.failing;
+  }
+
+  start(): void {
+    this.client = new DeadlinePool(this.origin, { connections: 1, timeoutMs: this.cfg.timeoutMs });
+    this.loop = this.run();
+  }
+
+  private async run(): Promise<void> {
+    const signal = this.abort.signal;
+    while (!signal.aborted) {
+      try {
+        await this.reportOnce();
+        if (this.failing) this.deps.log.info('site heartbeat reaches the cloud again');
+        this.failing = false;
+        this.mFailing.set(0);
+      } catch (err) {
+        if (signal.aborted) break;
+        // Warn once per outage, then stay quiet: an offline site fails every interval for hours.
+        this.deps.log[this.failing ? 'debug' : 'warn']({ err: errorMessage(err) }, 'site heartbeat failed; the next one follows at the interval');
+        this.failing = true;
+        this.mFailing.set(1);
+      }
+      await sleep(this.cfg.intervalMs, signal);
+    }
+  }
+
+  /** Sends one report now; throws when the cloud does not accept it. */
+  async reportOnce(): Promise<SiteStatusBody> {
+    const body: SiteStatusBody = {
+      v: 1,
+      at: new Date().toISOString(),
+      collectorVersion: COLLECTOR_VERSION,
+      intervalMs: this.cfg.intervalMs,
+      uptimeS: Math.floor((Date.now() - this.started) / 1000),
+      ...this.deps.snapshot(),
+    };
+    const headers: Record<string, string> = { 'content-type': 'application/json', accept: 'application/json' };
+    if (this.cfg.token) headers['authorization'] = `Bearer ${this.cfg.token}`;
+    this.client ??= new DeadlinePool(this.origin, { connections: 1, timeoutMs: this.cfg.timeoutMs });
+    try {
+      const res = await this.client.run(async (pool, signal) => {
+        const r = await pool.request({ method: 'PUT', path: this.path, headers, body: JSON.stringify(body), signal });
+        return { status: r.statusCode, text: await r.body.text() };
+      }, 'site heartbeat');
+      if (res.status !== 200) throw new Error(`cloud answered ${res.status}: ${res.text.slice(0, 200)}`);
+      this.mReports.inc({ result: 'ok' });
+      this.lastSent = body;
+      return body;
+    } catch (err) {
+      this.mReports.inc({ result: 'error' });
+      if (err instanceof DeadlineError && err.timedOut) throw new Error(`no answer within siteStatus.timeoutMs (${this.cfg.timeoutMs} ms)`, { cause: err });
+      throw err;
+    }
+  }
+
+  async stop(): Promise<void> {
+    this.abort.abort();
+    // Closing ends a report in flight at once (it is not worth waiting for); an idle pool closes cleanly.
+    const client = this.client;
+    this.client = undefined;
+    await client?.close(this.cfg.timeoutMs);
+    await this.loop?.catch(() => undefined);
+  }
+}
+/** The collector's figures for one heartbeat: spool depth, each sink's backlog behind the newest spooled row. */
+export function collectorSnapshot(parts: {
+  spool: { depth(): { rows: number; bytes: number }; lastId(): number };
+  maxBytes: number;
+  runners: readonly { sink: { name: string }; cursor: number; healthy: { ok: boolean; lastError?: string } }[];
+  clients: number;
+  twinFeed?: 'ok' | 'failing' | 'off' | undefined;
+}): SiteStatusSnapshot {
+  const depth = parts.spool.depth();
+  const last = parts.spool.lastId();
+  const sinks: SiteStatusBody['sinks'] = {};
+  for (const r of parts.runners) {
+    const h = r.healthy;
+    // Rows dropped when full (whenFull drop_oldest) leave gaps in the ids: never claim more than the spool holds.
+    sinks[r.sink.name] = { ok: h.ok, lagRows: Math.min(depth.rows, Math.max(0, last - r.cursor)), ...(h.lastError ? { lastError: h.lastError.slice(0, 500) } : {}) };
+  }
+  return {
+    spool: { rows: depth.rows, bytes: depth.bytes, maxBytes: parts.maxBytes },
+    devices: { connected: parts.clients },
+    sinks,
+    ...(parts.twinFeed ? { twin: { feed: parts.twinFeed } } : {}),
+  };
+}
