@@ -14,7 +14,17 @@ import { duckSql, startTestCloud } from './helpers/cloud.js';
 import { runCliAsync } from './helpers/cli.js';
 import { tempDir } from './helpers/util.js';
 
-const NAB = new URL('../../shared/nab/data/realKnownCause/ec2_request_latency_system_failure.csv', import.meta.url).pathname;
+/**
+ * A NAB-format file (`timestamp,value`, NAB's own timestamp format, 5-minute steps) written by the
+ * test: CI runs from a fresh clone, with no ../shared beside it.
+ */
+function nabFile(dir: string, rows = 4032): string {
+  const file = join(dir, 'ec2_request_latency_system_failure.csv');
+  const t0 = Date.UTC(2014, 2, 7, 3, 41);
+  const lines = Array.from({ length: rows }, (_, i) => `${new Date(t0 + i * 300_000).toISOString().slice(0, 19).replace('T', ' ')},${(45 + Math.sin(i / 12) * 3 + (i % 7) * 0.125).toFixed(3)}`);
+  writeFileSync(file, `timestamp,value\n${lines.join('\n')}\n`);
+  return file;
+}
 
 t.test('backfill: NAB and multi-column CSV into silver, idempotent, bad rows named, site scope enforced', async (t) => {
   const { dir, cleanup } = tempDir();
@@ -26,6 +36,7 @@ t.test('backfill: NAB and multi-column CSV into silver, idempotent, bad rows nam
   const lines: string[] = [];
   const out = (s: string): void => void lines.push(s);
 
+  const NAB = nabFile(dir);
   const nabRows = readFileSync(NAB, 'utf8').trim().split('\n').slice(1).map((l) => l.split(','));
   const r1 = await runBackfill({ file: NAB, device: 'ec2-1', site: 'site-b', url: cloud.url, 'batch-readings': '1000' }, out, env);
   t.same(r1, { rows: nabRows.length, readings: nabRows.length, refused: 0, posts: Math.ceil(nabRows.length / 1000) }, 'every NAB row posted');
@@ -64,6 +75,7 @@ t.test('edgetwin cloud backfill (compiled CLI): progress lines on a pipe, usage 
   t.teardown(cleanup);
   const cloud = await startTestCloud(join(dir, 'cloud'));
   t.teardown(() => cloud.stop());
+  const NAB = nabFile(dir);
   const r = await runCliAsync(['cloud', 'backfill', '--file', NAB, '--device', 'ec2-2', '--site', 'site-c', '--url', cloud.url, '--batch-readings', '500'], { EDGETWIN_PROGRESS: '' });
   t.equal(r.status, 0, r.stderr);
   const progress = r.stderr.split('\n').filter((l) => l.startsWith('backfill ec2_request_latency_system_failure.csv: '));
