@@ -83,8 +83,9 @@ export class SpoolWriter {
     if (this.queue.length === 0) return;
     const batch = this.queue;
     this.queue = [];
+    let refused: Set<Pending> | undefined;
     try {
-      this.append(batch);
+      refused = this.append(batch);
     } catch (err) {
       if (isEdgetwinError(err, ErrorCodes.STORE_FULL) && !this.closed) {
         if (this.fullSince === 0) {
@@ -102,30 +103,67 @@ export class SpoolWriter {
       this.log.info({ heldMs: Date.now() - this.fullSince }, 'spool has room again');
       this.fullSince = 0;
     }
-    if (this.walSync) {
-      this.walSync.after((err) => {
-        for (const p of batch) p.done(err);
-        if (!err) this.onCommit(batch.length);
-      });
-    } else {
-      for (const p of batch) p.done(null);
-      this.onCommit(batch.length);
-    }
+    // In order: a refused write closes its connection only after the PUBACKs ahead of it.
+    const answer = (err: Error | null): void => {
+      for (const p of batch) p.done(refused?.has(p) ? this.tooLarge() : err);
+      if (!err) this.onCommit(batch.length - (refused?.size ?? 0));
+    };
+    if (this.walSync) this.walSync.after(answer);
+    else answer(null);
     if (this.queue.length > 0 && !this.timer) this.schedule(0);
   }
 
-  private append(batch: Pending[]): void {
+  /** Returns the writes refused because one alone is larger than the spool (drop_oldest only). */
+  private append(batch: Pending[]): Set<Pending> | undefined {
+    if (this.spool.cfg.whenFull === 'drop_oldest') return this.spool.transaction(() => this.appendSlices(batch));
     const items: OutboxItem[] = [];
     let build = false;
     for (const p of batch) {
       if (p.item) items.push(p.item);
       if (p.build) build = true;
     }
-    if (!build) return this.spool.append(items);
+    if (!build) return void this.spool.append(items);
     this.spool.transaction(() => {
       for (const p of batch) if (p.build) p.item!.body = p.build();
       this.spool.appendInTx(items);
     });
+    return undefined;
+  }
+
+  /**
+   * drop_oldest: the outbox refuses one append larger than the whole spool, and a refused group
+   * only grows while it waits, so it would be held forever. Slices that each fit go in instead,
+   * in order, each dropping the oldest rows (earlier slices included): the spool ends with the
+   * newest messages. A single message larger than the spool cannot be kept at all; it is refused
+   * (unacknowledged), not dropped silently.
+   */
+  private appendSlices(batch: Pending[]): Set<Pending> | undefined {
+    const max = this.spool.cfg.maxBytes;
+    let refused: Set<Pending> | undefined;
+    let slice: OutboxItem[] = [];
+    let bytes = 0;
+    for (const p of batch) {
+      if (!p.item) continue;
+      if (p.build) p.item.body = p.build();
+      const b = Buffer.byteLength(p.item.body);
+      if (b > max) {
+        (refused ??= new Set()).add(p);
+        continue;
+      }
+      if (bytes + b > max) {
+        this.spool.appendInTx(slice);
+        slice = [];
+        bytes = 0;
+      }
+      slice.push(p.item);
+      bytes += b;
+    }
+    if (slice.length > 0) this.spool.appendInTx(slice);
+    return refused;
+  }
+
+  private tooLarge(): EdgetwinError {
+    return new EdgetwinError(ErrorCodes.STORE_FULL, `message larger than spool.maxBytes (${this.spool.cfg.maxBytes} bytes)`);
   }
 
   /** Commits what is queued (best effort) and refuses new writes. */
@@ -142,10 +180,10 @@ export class SpoolWriter {
     this.queue = [];
     if (batch.length === 0) return;
     try {
-      this.append(batch);
+      const refused = this.append(batch);
       this.walSync?.syncNow();
-      for (const p of batch) p.done(null);
-      this.onCommit(batch.length);
+      for (const p of batch) p.done(refused?.has(p) ? this.tooLarge() : null);
+      this.onCommit(batch.length - (refused?.size ?? 0));
     } catch (err) {
       // Not written, so not acknowledged: the devices still hold these and will resend.
       for (const p of batch) p.done(err as Error);

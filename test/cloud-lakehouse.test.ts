@@ -152,3 +152,29 @@ t.test('the daemon compacts on its schedule', async (t) => {
   await waitFor(async () => done.test((await call('GET', `${cloud.url}/metrics`)).body as string), 30_000, 'the run counted');
   t.pass('scheduled runs are counted');
 });
+
+t.test('the daemon applies retention on its schedule', async (t) => {
+  const { dir, cleanup } = tempDir();
+  t.teardown(cleanup);
+  // Gold kept forever: its old partition proves the old readings were written at all, whenever
+  // the scheduled run happens to fall (before or after the flush, both end the same way).
+  const cloud = await startTestCloud(join(dir, 'cloud'), { lakehouse: { retention: { intervalMs: 300, silverDays: 30, goldDays: 0 } } });
+  t.teardown(() => cloud.stop());
+  const old = Date.now() - 100 * 86_400_000;
+  const recent = Date.now() - 3_600_000;
+  const oldDate = new Date(old).toISOString().slice(0, 10);
+  for (const [i, at] of [old, recent].entries()) {
+    await call('POST', `${cloud.url}/v1/ingest`, { body: envelope(`rs-${i}`, 'site-rs', [telemetry('rs-1', 1, readings(10, i * 10 + 1, at))]) });
+    await cloud.flush();
+  }
+  const root = cloud.lake.root;
+  t.ok(listFiles(root, 'rollup1h').some((f) => f.date === oldDate), 'the old readings were written (gold keeps their hourly rollup)');
+  // Generous: on a loaded machine a run can be late by seconds.
+  await waitFor(() => !listFiles(root, 'silver').some((f) => f.date === oldDate), 60_000, 'scheduled retention removing the old silver partition');
+  t.pass(`silver ${oldDate} (older than 30 days) removed without anyone asking`);
+  t.ok(listFiles(root, 'silver').some((f) => f.date !== oldDate), 'the recent silver partition is kept');
+  t.equal((await cloud.identities('rs-1')).length, 10, 'SQL sees only the recent readings');
+  const done = /edgetwin_cloud_lake_maintenance_total\{job="retention",result="ok",component="cloud"\} [1-9]/;
+  await waitFor(async () => done.test((await call('GET', `${cloud.url}/metrics`)).body as string), 30_000, 'the run counted');
+  t.pass('scheduled retention runs are counted');
+});

@@ -31,9 +31,12 @@ export interface CompactionReport {
   removedLeftovers: number;
 }
 
-const ROLLUP_MERGE = `SELECT device, metric, bucket_start, sum(count) AS count, min(min) AS min, max(max) AS max, sum(sum) AS sum,
+// sum() of BIGINT is HUGEINT, which Parquet stores as DOUBLE: without the casts a merged file's
+// count/alerts would differ in type from the writer's INT64 ones, and Spark refuses a folder whose
+// files disagree (docs/lakehouse.md, Parquet contract).
+const ROLLUP_MERGE = `SELECT device, metric, bucket_start, sum(count)::BIGINT AS count, min(min) AS min, max(max) AS max, sum(sum) AS sum,
   sum(sum) / sum(count) AS mean, arg_max(last, last_ts) AS last, max(last_ts) AS last_ts, any_value(unit) AS unit,
-  max(max_score) AS max_score, sum(alerts) AS alerts`;
+  max(max_score) AS max_score, sum(alerts)::BIGINT AS alerts`;
 
 function mergeQuery(table: TableName, src: string): string {
   switch (table) {
