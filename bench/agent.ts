@@ -9,7 +9,13 @@
  * Also measured, against the collector: commit alone (no broker reachable: source → outbox) and
  * backlog drain (a restarted agent sends an outbox of N readings, no new readings).
  *
- *   npm run bench:agent -- [--readings 500000] [--rounds 3] [--broker both|collector|mosquitto] [--json]
+ * Last, the same end-to-end load with scoring on, as a deployed agent runs whenever
+ * models/manifest.json is there: built by createAgent, so the real OnnxScorer (under its model
+ * rollout) scores every reading before commit. It runs after every other phase because loading
+ * onnxruntime is for good (its library stays mapped), so the scoring-off figures stay what they were.
+ *
+ *   npm run bench:agent -- [--readings 500000] [--rounds 3] [--broker both|collector|mosquitto]
+ *                          [--scoring on|off|only] [--manifest models/manifest.json] [--max-batch-rows N] [--json]
  *
  * The script runs node with --optimize-for-size, as the agent should be deployed (a smaller young
  * generation and slower heap growth: about 35 MB less peak RSS for a few % of throughput).
@@ -24,21 +30,28 @@ import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { Agent } from '../agent/agent.js';
 import { loadAgentConfig } from '../agent/config.js';
+import { createAgent } from '../agent/models/create-agent.js';
 import { SimulatorSource, simulatorDefaults } from '../agent/sources/simulator.js';
 import type { Source, SourceContext } from '../agent/types.js';
 import { createLogger } from '../common/log.js';
 import { createRegistry } from '../common/metrics.js';
+import { fromRoot } from '../models/eval/repo.js';
 
 const { values } = parseArgs({
   options: {
     readings: { type: 'string', default: '500000' },
     rounds: { type: 'string', default: '3' },
     broker: { type: 'string', default: 'both' },
+    // on: the scoring phase after the others; only: just that phase; off: none.
+    scoring: { type: 'string', default: 'on' },
+    manifest: { type: 'string', default: fromRoot('models/manifest.json') },
+    'max-batch-rows': { type: 'string' },
     json: { type: 'boolean', default: false },
   },
 });
 const N = Number(values.readings);
 const ROUNDS = Number(values.rounds);
+if (!['on', 'off', 'only'].includes(values.scoring!)) throw new Error(`--scoring must be on, off or only (got ${values.scoring})`);
 const cli = new URL('../cli/edgetwin.js', import.meta.url).pathname;
 const log = createLogger('bench', { level: 'silent' });
 
@@ -83,6 +96,13 @@ async function portOpen(port: number): Promise<boolean> {
 function peakRssMb(): number {
   const m = /VmHWM:\s+(\d+) kB/.exec(readFileSync('/proc/self/status', 'utf8'));
   return m ? Math.round(Number(m[1]) / 1024) : 0;
+}
+
+/** Current resident memory split: anonymous (heaps, arenas) and file-backed (mapped code, libraries), MB. */
+function rssSplitMb(): { anon: number; file: number } {
+  const status = readFileSync('/proc/self/status', 'utf8');
+  const kb = (key: string): number => Number(new RegExp(`${key}:\\s+(\\d+) kB`).exec(status)?.[1] ?? 0);
+  return { anon: Math.round(kb('RssAnon') / 1024), file: Math.round(kb('RssFile') / 1024) };
 }
 
 function resetPeak(): void {
@@ -150,15 +170,25 @@ async function stopBroker(b: Broker): Promise<void> {
   if (b.proc.exitCode === null && b.proc.signalCode === null) b.proc.kill('SIGKILL');
 }
 
-function agentFor(stateDir: string, port: number, sources: Source[]): Agent {
-  const cfg = loadAgentConfig(
+function configFor(stateDir: string, port: number, scoring: Record<string, unknown> = { enabled: false }) {
+  return loadAgentConfig(
     undefined,
-    { deviceId: 'bench-1', stateDir, uplink: { url: `mqtt://127.0.0.1:${port}`, backoff: { initialMs: 50, maxMs: 200 }}, admin: { enabled: false }, twin: { enabled: false } },
+    { deviceId: 'bench-1', stateDir, uplink: { url: `mqtt://127.0.0.1:${port}`, backoff: { initialMs: 50, maxMs: 200 }}, admin: { enabled: false }, twin: { enabled: false }, scoring },
     {},
   );
+}
+
+function agentFor(stateDir: string, port: number, sources: Source[]): Agent {
   // One agent per round in this process: without Node's default metrics, whose observers each
   // registry would add for good.
-  return new Agent(cfg, { log, sources, registry: createRegistry('agent') });
+  return new Agent(configFor(stateDir, port), { log, sources, registry: createRegistry('agent') });
+}
+
+/** As deployed with a model: createAgent loads the manifest's model under its rollout. */
+function scoringAgentFor(stateDir: string, port: number, sources: Source[]): Promise<Agent> {
+  const rows = values['max-batch-rows'] ? { maxBatchRows: Number(values['max-batch-rows']) } : {};
+  const cfg = configFor(stateDir, port, { enabled: true, manifestFile: values.manifest!, ...rows });
+  return createAgent(cfg, { log, sources, registry: createRegistry('agent') });
 }
 
 async function until(check: () => boolean, timeoutMs = 300_000): Promise<void> {
@@ -175,10 +205,17 @@ function cpuS(): number {
   return (u.user + u.system) / 1e6;
 }
 
+interface E2e {
+  wall: number;
+  cpu: number;
+  /** The resident split as the last reading was acknowledged, agent still up. */
+  split: { anon: number; file: number };
+}
+
 /** Source → outbox → uplink → broker, until every reading is acknowledged; readings per wall and per CPU second. */
-async function endToEnd(port: number, dir: string): Promise<{ wall: number; cpu: number }> {
+async function endToEnd(port: number, dir: string, scoring = false): Promise<E2e> {
   const source = new FloodSource(N);
-  const agent = agentFor(dir, port, [source]);
+  const agent = scoring ? await scoringAgentFor(dir, port, [source]) : agentFor(dir, port, [source]);
   await agent.start();
   await until(() => agent.uplink.connected);
   const t0 = performance.now();
@@ -186,8 +223,17 @@ async function endToEnd(port: number, dir: string): Promise<{ wall: number; cpu:
   await until(() => source.emitted === N && agent.identity.nextSeq - 1 === N && agent.outbox.depth().rows === 0);
   const wall = N / ((performance.now() - t0) / 1000);
   const cpu = N / (cpuS() - c0);
+  const split = rssSplitMb();
+  if (scoring) await checkScored(agent);
   await agent.stop();
-  return { wall, cpu };
+  return { wall, cpu, split };
+}
+
+/** A scoring round only counts when the model really scored the readings. */
+async function checkScored(agent: Agent): Promise<void> {
+  const m = await agent.registry.getSingleMetric('edgetwin_scoring_readings_total')?.get();
+  const scored = m?.values.find((v) => v.labels['result'] === 'scored')?.value ?? 0;
+  if (scored < N) throw new Error(`scoring phase: only ${scored} of ${N} readings were scored`);
 }
 
 /** Commit alone: nothing is listening, so the readings stay in the outbox; readings/s. */
@@ -223,9 +269,11 @@ async function main(): Promise<void> {
   const perCpu: Record<string, number[]> = {};
   let commit: number[] = [];
   let drain: number[] = [];
+  const scored: E2e[] = [];
+  const offSplits: E2e['split'][] = [];
   let pinned = false;
   try {
-    for (const kind of kinds) {
+    for (const kind of values.scoring === 'only' ? [] : kinds) {
       const dir = mkdtempSync(join(work, `${kind}-`));
       const broker = await startBroker(kind, await freePort(), dir);
       pinned = pin(process.pid, 0);
@@ -234,6 +282,7 @@ async function main(): Promise<void> {
       for (let r = 0; r < ROUNDS; r++) {
         const x = await phase(`e2e ${kind}`, () => endToEnd(broker.port, join(dir, `e2e-${r}`)));
         results[kind]!.push(x.wall);
+        if (kind === kinds[0]) offSplits.push(x.split);
         perCpu[kind]!.push(x.cpu);
       }
       if (kind === 'collector') {
@@ -244,36 +293,58 @@ async function main(): Promise<void> {
       }
       await stopBroker(broker);
     }
+    if (values.scoring !== 'off') {
+      // Against the same broker as the first e2e figure, a fresh one: the same load, scoring on.
+      const kind = kinds[0]!;
+      const dir = mkdtempSync(join(work, `scoring-${kind}-`));
+      const broker = await startBroker(kind, await freePort(), dir);
+      pinned = pin(process.pid, 0);
+      for (let r = 0; r < ROUNDS; r++) scored.push(await phase('e2e scoring', () => endToEnd(broker.port, join(dir, `e2e-${r}`), true)));
+      await stopBroker(broker);
+    }
   } finally {
     rmSync(work, { recursive: true, force: true });
   }
-  const rss = Math.max(...Object.values(peaks));
-  const e2e = results['collector'] ?? results[kinds[0]!]!;
+  // rss_mb stays the scoring-off figure it always was; rss_mb_e2e_scoring is beside it.
+  const off = Object.entries(peaks).filter(([k]) => k !== 'e2e scoring').map(([, v]) => v);
+  const rss = Math.max(...(off.length ? off : Object.values(peaks)));
+  const e2e = results['collector'] ?? results[kinds[0]!];
+  const e2eCpu = perCpu['collector'] ?? perCpu[kinds[0]!];
   const rows = [
     ...Object.entries(results).map(([k, xs]) => [`source → outbox → uplink → ${k} (acked)`, fmt(median(xs)), fmt(median(perCpu[k]!)), xs.map(fmt).join(' / ')]),
     ...(commit.length ? [['source → outbox (commit only)', fmt(median(commit)), '', commit.map(fmt).join(' / ')], ['backlog drain → collector', fmt(median(drain)), '', drain.map(fmt).join(' / ')]] : []),
+    ...(scored.length ? [[`source → ONNX scoring → outbox → uplink → ${kinds[0]} (acked)`, fmt(median(scored.map((x) => x.wall))), fmt(median(scored.map((x) => x.cpu))), scored.map((x) => fmt(x.wall)).join(' / ')]] : []),
   ];
   const flags = process.execArgv.join(' ') || 'none';
   process.stdout.write(`\nagent benchmark: ${fmt(N)} readings per round, ${ROUNDS} rounds, agent ${pinned ? 'pinned to one core' : 'NOT pinned (taskset missing)'}, node flags: ${flags}\n\n`);
   process.stdout.write('| path | readings/s (median) | readings per CPU-second | rounds (readings/s) |\n|---|---|---|---|\n');
   for (const r of rows) process.stdout.write(`| ${r.join(' | ')} |\n`);
   const over = Object.entries(peaks).filter(([, v]) => v > RSS_TARGET_MB).map(([k]) => k);
-  process.stdout.write(`\npeak RSS of the agent process: ${rss} MB (target <= ${RSS_TARGET_MB} in every phase${over.length ? `; OVER in ${over.join(', ')}` : ', met'}); by phase: ${Object.entries(peaks).map(([k, v]) => `${k} ${v} MB`).join(', ')}\n`);
+  process.stdout.write(`\npeak RSS of the agent process${off.length && scored.length ? ' with scoring off' : ''}: ${rss} MB (target <= ${RSS_TARGET_MB} in every phase${over.length ? `; OVER in ${over.join(', ')}` : ', met'}); by phase: ${Object.entries(peaks).map(([k, v]) => `${k} ${v} MB`).join(', ')}\n`);
+  const most = (xs: E2e['split'][]) => ({ anon: Math.max(...xs.map((x) => x.anon)), file: Math.max(...xs.map((x) => x.file)) });
+  const offSplit = offSplits.length ? most(offSplits) : undefined;
+  const split = scored.length ? most(scored.map((x) => x.split)) : undefined;
+  if (split) process.stdout.write(`resident as a round ends, scoring on: ${split.anon} MB anonymous (heaps, arenas) + ${split.file} MB file-backed (node, libonnxruntime.so code)${offSplit ? `; scoring off: ${offSplit.anon} + ${offSplit.file} MB` : ''}\n`);
   process.stdout.write('target: >= 100,000 readings/s end to end on one core\n');
   if (values.json) {
-    const figures: Record<string, number | boolean> = {
-      readings_per_s: Math.round(median(e2e)),
-      readings_per_cpu_s: Math.round(median(perCpu['collector'] ?? perCpu[kinds[0]!]!)),
-      rss_mb: rss,
-      pinned_one_core: pinned,
-    };
-    // Per phase: rss_mb_e2e_collector, rss_mb_e2e_mosquitto, rss_mb_commit, rss_mb_drain.
+    const figures: Record<string, number | boolean> = { rss_mb: rss, pinned_one_core: pinned };
+    if (e2e && e2eCpu) {
+      figures['readings_per_s'] = Math.round(median(e2e));
+      figures['readings_per_cpu_s'] = Math.round(median(e2eCpu));
+    }
+    // Per phase: rss_mb_e2e_collector, rss_mb_e2e_mosquitto, rss_mb_commit, rss_mb_drain, rss_mb_e2e_scoring.
     for (const [k, v] of Object.entries(peaks)) figures[`rss_mb_${k.replace(/ /g, '_')}`] = v;
     if (results['mosquitto']) figures['readings_per_s_mosquitto'] = Math.round(median(results['mosquitto']));
     if (results['collector'] && results['mosquitto']) figures['ratio_vs_mosquitto'] = Math.round((median(results['collector']) / median(results['mosquitto'])) * 100) / 100;
     if (commit.length) {
       figures['commit_readings_per_s'] = Math.round(median(commit));
       figures['drain_readings_per_s'] = Math.round(median(drain));
+    }
+    if (split) {
+      figures['readings_per_s_scoring'] = Math.round(median(scored.map((x) => x.wall)));
+      figures['readings_per_cpu_s_scoring'] = Math.round(median(scored.map((x) => x.cpu)));
+      figures['rss_mb_anon_scoring'] = split.anon;
+      figures['rss_mb_file_scoring'] = split.file;
     }
     process.stdout.write(`${JSON.stringify(figures)}\n`);
   }

@@ -2,16 +2,26 @@
  * Scoring throughput and memory of the agent's OnnxScorer on one core.
  *
  *   npm run bench:scoring [-- --streams 100 --batch 1000 --readings 2000000 --manifest models/manifest.json --json]
+ *   npm run bench:scoring -- --sessions [--batch 5000 --readings 1000000 --rounds 3 --json]
+ *
+ * --sessions compares onnxruntime session options and rows per call side by side: each variant
+ * runs in a fresh process (RSS is per process) with --optimize-for-size as the agent runs,
+ * variants alternate round by round, and the table shows medians. --session '{"enableCpuMemArena":false}', --threads and --max-batch-rows set one
+ * variant by hand.
  *
  * The agent's path exactly: batches of readings of many metrics go through score(); onnxruntime
  * runs with one intra-op thread on the calling thread, so everything happens on one core. Reading
  * objects are made before the clock starts (the agent has them already) and reused batch after
  * batch with advancing timestamps. RSS is measured before the model is loaded and after the run.
  */
+import { spawnSync } from 'node:child_process';
+import { readFileSync } from 'node:fs';
+import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import { OnnxScorer } from '../agent/scoring/onnx-scorer.js';
 import type { SourceReading } from '../agent/types.js';
 import { createRegistry, type Registry } from '../common/metrics.js';
+import type { SessionTuning } from '../common/onnx-model.js';
 import { fromRoot } from '../models/eval/repo.js';
 
 const MB = 1024 * 1024;
@@ -21,6 +31,11 @@ async function alertCount(registry: Registry): Promise<number> {
   return m?.values.reduce((s, v) => s + v.value, 0) ?? 0;
 }
 const rssMb = (): number => process.memoryUsage().rss / MB;
+/** Peak RSS of this process so far (VmHWM), MB. */
+function peakRssMb(): number {
+  const m = /VmHWM:\s+(\d+) kB/.exec(readFileSync('/proc/self/status', 'utf8'));
+  return m ? Number(m[1]) / 1024 : 0;
+}
 
 function makeBatches(streams: number, batch: number, count: number): SourceReading[][] {
   const out: SourceReading[][] = [];
@@ -39,19 +54,28 @@ function makeBatches(streams: number, batch: number, count: number): SourceReadi
   return out;
 }
 
-async function main(): Promise<void> {
-  const { values } = parseArgs({
-    options: {
-      streams: { type: 'string', default: '100' },
-      batch: { type: 'string', default: '1000' },
-      readings: { type: 'string', default: '2000000' },
-      manifest: { type: 'string', default: fromRoot('models/manifest.json') },
-      json: { type: 'boolean', default: false },
-    },
-  });
+const { values } = parseArgs({
+  options: {
+    streams: { type: 'string', default: '100' },
+    batch: { type: 'string', default: '1000' },
+    readings: { type: 'string', default: '2000000' },
+    manifest: { type: 'string', default: fromRoot('models/manifest.json') },
+    threads: { type: 'string', default: '1' },
+    'max-batch-rows': { type: 'string' },
+    session: { type: 'string', default: '{}' },
+    sessions: { type: 'boolean', default: false },
+    rounds: { type: 'string', default: '3' },
+    json: { type: 'boolean', default: false },
+  },
+});
+
+type Figures = Record<string, number | string>;
+
+async function run(): Promise<Figures> {
   const streams = Number(values.streams);
   const batch = Number(values.batch);
   const total = Number(values.readings);
+  const session = JSON.parse(values.session!) as SessionTuning;
   // A pool of batches covering 2 days of every stream, reused with advancing time.
   const poolBatches = Math.max(1, Math.ceil((streams * 576) / batch));
   const pool = makeBatches(streams, batch, poolBatches);
@@ -60,7 +84,8 @@ async function main(): Promise<void> {
   const rssBefore = rssMb();
 
   const registry = createRegistry('bench');
-  const scorer = await OnnxScorer.fromConfig({ manifestFile: values.manifest!, threads: 1 }, { registry });
+  const maxBatchRows = values['max-batch-rows'] ? { maxBatchRows: Number(values['max-batch-rows']) } : {};
+  const scorer = await OnnxScorer.fromConfig({ manifestFile: values.manifest!, threads: Number(values.threads), ...maxBatchRows }, { registry, session });
   const rssModel = rssMb();
   const next = (b: number): SourceReading[] => {
     const readings = pool[b % poolBatches]!;
@@ -82,7 +107,7 @@ async function main(): Promise<void> {
   const alerts = (await alertCount(registry)) - alertsBefore;
   await scorer.close();
 
-  const figures = {
+  return {
     model: scorer.modelVersion,
     streams,
     batch_readings: batch,
@@ -96,11 +121,69 @@ async function main(): Promise<void> {
     rss_mb_before: +rssBefore.toFixed(1),
     rss_mb_model_loaded_added: +(rssModel - rssBefore).toFixed(1),
     rss_mb_added: +(rssAfter - rssBefore).toFixed(1),
+    // The peak also covers the warm-up and everything before the model (node, modules).
+    rss_mb_peak: +peakRssMb().toFixed(1),
     kib_per_stream_approx: +(((rssAfter - rssModel) * 1024) / streams).toFixed(1),
     alert_rate_percent: +((100 * alerts) / (batches * batch)).toFixed(4),
   };
+}
+
+/** One variant of --sessions: a label and the arguments that make it. */
+interface Variant {
+  label: string;
+  args: string[];
+}
+
+const VARIANTS: Variant[] = [
+  { label: 'defaults (arena on, mem pattern on, 1 thread, sequential, maxBatchRows 1024)', args: [] },
+  { label: 'enableCpuMemArena: false', args: ['--session', '{"enableCpuMemArena":false}'] },
+  { label: 'enableMemPattern: false', args: ['--session', '{"enableMemPattern":false}'] },
+  { label: 'arena and mem pattern off', args: ['--session', '{"enableCpuMemArena":false,"enableMemPattern":false}'] },
+  { label: 'graphOptimizationLevel: disabled', args: ['--session', '{"graphOptimizationLevel":"disabled"}'] },
+  { label: 'intraOpNumThreads: 2 (threads: 2)', args: ['--threads', '2'] },
+  { label: 'interOpNumThreads: 2, parallel', args: ['--session', '{"interOpNumThreads":2,"executionMode":"parallel"}'] },
+  { label: 'maxBatchRows: 16384', args: ['--max-batch-rows', '16384'] },
+  { label: 'maxBatchRows: 4096', args: ['--max-batch-rows', '4096'] },
+  { label: 'maxBatchRows: 256', args: ['--max-batch-rows', '256'] },
+];
+
+const median = (xs: number[]): number => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
+
+/** Every variant in a fresh process, alternating, `rounds` times; medians side by side. */
+function compareSessions(): void {
+  const self = fileURLToPath(import.meta.url);
+  const shared = ['--streams', values.streams!, '--batch', values.batch!, '--readings', values.readings!, '--manifest', values.manifest!, '--json'];
+  const rounds = Number(values.rounds);
+  // As the agent is deployed, so that the RSS figures are the agent's.
+  const flags = process.execArgv.includes('--optimize-for-size') ? process.execArgv : [...process.execArgv, '--optimize-for-size'];
+  const got = VARIANTS.map(() => [] as Figures[]);
+  for (let r = 0; r < rounds; r++) {
+    VARIANTS.forEach((v, i) => {
+      const child = spawnSync(process.execPath, [...flags, self, ...shared, ...v.args], { encoding: 'utf8' });
+      const last = child.stdout.trim().split('\n').pop() ?? '';
+      if (child.status !== 0 || !last.startsWith('{')) throw new Error(`variant "${v.label}" failed: ${child.stderr}`);
+      got[i]!.push(JSON.parse(last) as Figures);
+    });
+  }
+  const med = (i: number, k: string): number => median(got[i]!.map((f) => Number(f[k])));
+  console.log(`onnxruntime session options side by side (node ${flags.join(' ')}): ${values.streams} metrics, batches of ${values.batch}, ${values.readings} readings, ${rounds} rounds (medians)\n`);
+  console.log('| variant | readings per CPU-second | vs defaults | readings/s (wall) | model loaded, added RSS | added RSS after the run | peak RSS |\n|---|---|---|---|---|---|---|');
+  const base = med(0, 'readings_per_cpu_s');
+  const summary: Record<string, Record<string, number>> = {};
+  VARIANTS.forEach((v, i) => {
+    const cpu = med(i, 'readings_per_cpu_s');
+    console.log(`| ${v.label} | ${cpu.toLocaleString('en-US')} | ${(cpu / base).toFixed(2)} | ${med(i, 'readings_per_s').toLocaleString('en-US')} | ${med(i, 'rss_mb_model_loaded_added')} MB | ${med(i, 'rss_mb_added')} MB | ${med(i, 'rss_mb_peak')} MB |`);
+    summary[v.label] = { readings_per_cpu_s: cpu, readings_per_s: med(i, 'readings_per_s'), rss_mb_model_loaded_added: med(i, 'rss_mb_model_loaded_added'), rss_mb_added: med(i, 'rss_mb_added'), rss_mb_peak: med(i, 'rss_mb_peak') };
+  });
+  if (values.json) console.log(JSON.stringify(summary));
+}
+
+async function main(): Promise<void> {
+  if (values.sessions) return compareSessions();
+  const figures = await run();
   const rows = Object.entries(figures).map(([k, v]) => `${k.padEnd(32)} ${v}`);
-  console.log(['OnnxScorer throughput (one core: onnxruntime intra-op threads = 1)', ...rows].join('\n'));
+  const tuning = values.session === '{}' ? '' : `, session ${values.session}`;
+  console.log([`OnnxScorer throughput (one core: onnxruntime intra-op threads = ${values.threads}${tuning})`, ...rows].join('\n'));
   if (values.json) console.log(JSON.stringify(figures));
 }
 

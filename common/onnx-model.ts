@@ -11,6 +11,26 @@ import { readVerifiedModel, type ModelEntry, type TensorSpec } from './model-man
 /** Output columns per row: mu and log b of each head's Laplace forecast, heads in HEADS order. */
 export const FORECAST_COLUMNS = 2 * HEADS.length;
 
+/** The onnxruntime session options edgetwin sets; the rest stay onnxruntime's. */
+export type SessionTuning = Pick<ort.InferenceSession.SessionOptions, 'enableCpuMemArena' | 'enableMemPattern' | 'interOpNumThreads' | 'executionMode' | 'graphOptimizationLevel'>;
+
+/**
+ * Chosen by measurement (`npm run bench:scoring -- --sessions`, docs/benchmarks.md): one thread and
+ * sequential execution, because a second intra- or inter-op thread spins and halves the readings per
+ * CPU-second on a small model without saving memory. The CPU arena and memory patterns stay on:
+ * without the arena every call mallocs its activations and glibc keeps more of them (more RSS, not
+ * less); what bounds the arena is the rows per call (`maxBatchRows`), not these switches. Graph
+ * optimisation changes neither memory nor speed measurably here, and 'all' is what the scores in
+ * docs/anomaly-detection.md were computed with.
+ */
+const SESSION_DEFAULTS: ort.InferenceSession.SessionOptions = {
+  interOpNumThreads: 1,
+  executionMode: 'sequential',
+  graphOptimizationLevel: 'all',
+  enableCpuMemArena: true,
+  enableMemPattern: true,
+};
+
 function shapeError(entry: ModelEntry, what: string, details: Record<string, unknown>): EdgetwinError {
   return new EdgetwinError(ErrorCodes.MODEL, `model ${entry.version}: ${what}`, { details: { model: entry.version, ...details } });
 }
@@ -41,17 +61,15 @@ export class OnnxModel {
     return this.entry.version;
   }
 
-  /** Loads and checks a model; throws EDGETWIN_ERR_MODEL (details say why) when it is not fit to run. */
-  static async load(entry: ModelEntry, path: string, threads = 1): Promise<OnnxModel> {
+  /**
+   * Loads and checks a model; throws EDGETWIN_ERR_MODEL (details say why) when it is not fit to run.
+   * `tuning` overrides SESSION_DEFAULTS (benchmarks compare them side by side).
+   */
+  static async load(entry: ModelEntry, path: string, threads = 1, tuning: SessionTuning = {}): Promise<OnnxModel> {
     const bytes = readVerifiedModel(entry, path);
     let session: ort.InferenceSession;
     try {
-      session = await ort.InferenceSession.create(bytes, {
-        intraOpNumThreads: threads,
-        interOpNumThreads: 1,
-        executionMode: 'sequential',
-        graphOptimizationLevel: 'all',
-      });
+      session = await ort.InferenceSession.create(bytes, { ...SESSION_DEFAULTS, intraOpNumThreads: threads, ...tuning });
     } catch (cause) {
       throw new EdgetwinError(ErrorCodes.MODEL, `model ${entry.version}: onnxruntime cannot load ${path}`, { cause, details: { model: entry.version } });
     }

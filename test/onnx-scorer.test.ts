@@ -90,6 +90,22 @@ t.test('streams are independent and batching does not change a score', async (t)
   t.ok(worst < 1e-4, `largest difference ${worst}`);
 });
 
+t.test('rows per inference call (maxBatchRows) do not change a single bit of a score', async (t) => {
+  // Three streams, one of them still learning in the first batch, in agent-sized batches.
+  const base = [...wave('a', 2500, 4), ...wave('b', 2500, 5), ...wave('c', 400, 6)].sort((x, y) => x.ts - y.ts);
+  const scores: number[][] = [];
+  for (const maxBatchRows of [16_384, 1024, 7]) {
+    const scorer = await OnnxScorer.fromConfig({ manifestFile, maxBatchRows });
+    t.teardown(() => scorer.close());
+    const readings = base.map((r) => ({ ...r }));
+    await scoreAll(scorer, readings, () => 5000);
+    t.ok(readings.every((r) => r.score !== undefined), `maxBatchRows ${maxBatchRows}: every reading scored`);
+    scores.push(readings.map((r) => r.score!));
+  }
+  t.same(scores[1], scores[0], '1024 rows per call: the same scores as 16384');
+  t.same(scores[2], scores[0], '7 rows per call: the same scores as 16384');
+});
+
 t.test('bad readings stay unscored and do not disturb the stream', async (t) => {
   const clean = wave('m', 800);
   const ref = await OnnxScorer.fromConfig({ manifestFile });

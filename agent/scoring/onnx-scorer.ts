@@ -14,11 +14,13 @@ import { DEFAULT_SCORING, type ScoringConfig } from './config.js';
 import { HEADS, StreamFeatures } from '../../common/model-features.js';
 import { AnomalyLikelihood, LEARNING_SCORE } from './likelihood.js';
 import { modelPath, pickModel, readManifest, type ModelEntry } from '../../common/model-manifest.js';
-import { OnnxModel, FORECAST_COLUMNS } from '../../common/onnx-model.js';
+import { OnnxModel, FORECAST_COLUMNS, type SessionTuning } from '../../common/onnx-model.js';
 
 export interface ScorerOptions {
   log?: Logger;
   registry?: Registry;
+  /** onnxruntime session options over edgetwin's defaults, for this model and every prepared one. */
+  session?: SessionTuning;
 }
 
 /** What the scorer keeps per metric. */
@@ -62,14 +64,18 @@ export class OnnxScorer implements Scorer {
   private readonly streams = new Map<string, Stream>();
   private readonly log: Logger | undefined;
   private readonly metrics: Metrics | undefined;
+  private readonly session: SessionTuning;
   private queue: Promise<unknown> = Promise.resolve();
+  /** Feature rows of one inference call: at most maxBatchRows × the model's width. */
   private buffer = new Float32Array(0);
+  private readonly pending: Pending[] = [];
   private warnedFull = false;
 
   private constructor(model: OnnxModel, cfg: ScoringConfig, opts: ScorerOptions) {
     this.model = model;
     this.cfg = cfg;
     this.log = opts.log?.child({ component: 'scoring' });
+    this.session = opts.session ?? {};
     if (opts.registry) {
       this.metrics = {
         readings: counter(opts.registry, 'edgetwin_scoring_readings_total', 'Readings seen by the scorer, by result', ['result']),
@@ -82,7 +88,7 @@ export class OnnxScorer implements Scorer {
   /** Loads a verified model from its manifest entry and file. */
   static async load(entry: ModelEntry, path: string, config: Partial<ScoringConfig> = {}, opts: ScorerOptions = {}): Promise<OnnxScorer> {
     const cfg = withDefaults(config);
-    return new OnnxScorer(await OnnxModel.load(entry, path, cfg.threads), cfg, opts);
+    return new OnnxScorer(await OnnxModel.load(entry, path, cfg.threads, opts.session), cfg, opts);
   }
 
   /** Loads the model `config.modelName` (default: the first) of `config.manifestFile`. */
@@ -107,7 +113,7 @@ export class OnnxScorer implements Scorer {
 
   /** Loads a model beside the active one (sha256, shapes, smoke run); nothing changes until swap(). */
   prepare(entry: ModelEntry, path: string): Promise<OnnxModel> {
-    return OnnxModel.load(entry, path, this.cfg.threads);
+    return OnnxModel.load(entry, path, this.cfg.threads, this.session);
   }
 
   /**
@@ -158,38 +164,61 @@ export class OnnxScorer implements Scorer {
     return s;
   }
 
+  /**
+   * Features and inference go chunk by chunk (maxBatchRows readings each), so that the feature
+   * buffer and onnxruntime's activations are sized by one call, not by the largest batch the agent
+   * ever flushed (its arena keeps what it grew to). The result is the same as all features first:
+   * a chunk's finish() touches only calibration and range state, which features never read.
+   */
   private async scoreBatch(readings: SourceReading[]): Promise<void> {
     const model = this.model;
     const width = model.featureCount;
-    const pending: Pending[] = [];
+    const maxRows = this.cfg.maxBatchRows;
+    const pending = this.pending;
+    const rowsNeeded = Math.min(readings.length, maxRows) * width;
+    if (this.buffer.length < rowsNeeded) this.buffer = new Float32Array(rowsNeeded);
     let unscored = 0;
-    if (this.buffer.length < readings.length * width) this.buffer = new Float32Array(readings.length * width);
-    for (const r of readings) {
-      const stream = Number.isFinite(r?.value) && Number.isFinite(r?.ts) && typeof r.metric === 'string' ? this.streamFor(r.metric) : undefined;
-      if (!stream) {
-        unscored++;
-        continue;
-      }
-      const f = stream.features;
-      if (f.ready()) {
-        f.write(r.ts, this.buffer, pending.length * width);
-        pending.push({ reading: r, stream, last: f.last(), mean: f.centre(), spread: f.scale() });
-      } else {
-        // A stream's first reading has no past to forecast from.
-        this.annotate(r, LEARNING_SCORE, model.version);
-      }
-      stream.features.push(r.ts, r.value);
-    }
+    let failed = false;
+    let i = 0;
     try {
-      for (let at = 0; at < pending.length; at += this.cfg.maxBatchRows) {
-        const rows = Math.min(this.cfg.maxBatchRows, pending.length - at);
-        const out = await model.forecast(this.buffer.subarray(at * width), rows);
-        for (let j = 0; j < rows; j++) this.finish(pending[at + j]!, out, j * FORECAST_COLUMNS, model);
+      while (i < readings.length) {
+        pending.length = 0;
+        for (; i < readings.length && pending.length < maxRows; i++) {
+          const r = readings[i]!;
+          const stream = Number.isFinite(r?.value) && Number.isFinite(r?.ts) && typeof r.metric === 'string' ? this.streamFor(r.metric) : undefined;
+          if (!stream) {
+            unscored++;
+            continue;
+          }
+          const f = stream.features;
+          if (f.ready()) {
+            f.write(r.ts, this.buffer, pending.length * width);
+            pending.push({ reading: r, stream, last: f.last(), mean: f.centre(), spread: f.scale() });
+          } else {
+            // A stream's first reading has no past to forecast from.
+            this.annotate(r, LEARNING_SCORE, model.version);
+          }
+          f.push(r.ts, r.value);
+        }
+        // After a failed call the rest of the batch still moves the feature windows on, unscored.
+        if (failed) {
+          unscored += pending.length;
+          continue;
+        }
+        if (pending.length === 0) continue;
+        try {
+          const out = await model.forecast(this.buffer, pending.length);
+          for (let j = 0; j < pending.length; j++) this.finish(pending[j]!, out, j * FORECAST_COLUMNS, model);
+        } catch (err) {
+          // Readings stay unscored rather than failing the agent's pipeline.
+          failed = true;
+          unscored += pending.filter((p) => p.reading.score === undefined).length;
+          this.log?.error({ err: errorMessage(err), code: isEdgetwinError(err) ? err.code : undefined, model: model.version }, 'scoring: inference failed');
+        }
       }
-    } catch (err) {
-      // Readings stay unscored rather than failing the agent's pipeline.
-      unscored += pending.filter((p) => p.reading.score === undefined).length;
-      this.log?.error({ err: errorMessage(err), code: isEdgetwinError(err) ? err.code : undefined, model: model.version }, 'scoring: inference failed');
+    } finally {
+      // Drops the references to this batch's readings until the next one.
+      pending.length = 0;
     }
     this.metrics?.readings.inc({ result: 'unscored' }, unscored);
     this.metrics?.readings.inc({ result: 'scored' }, readings.length - unscored);
