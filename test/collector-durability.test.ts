@@ -11,10 +11,9 @@ import { readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import t from 'tap';
 import type { MqttClient } from 'mqtt';
-import type { Sink, SinkBatch, SinkWriteResult } from '../collector/sink.js';
 import { topics } from '../common/record.js';
 import { freePort, spawnDaemon } from './helpers/cli.js';
-import { batch, connectOnce, publishQos1, startRegistryCollector } from './helpers/collector.js';
+import { batch, connectOnce, publishQos1, startRegistryCollector, SwitchSink } from './helpers/collector.js';
 import { CountingSource, startAgent, startCloud, startCollector, tempDir, waitFor } from './helpers/stack.js';
 
 const OUTAGE_S = Number(process.env['EDGETWIN_OUTAGE_S'] ?? 3);
@@ -53,21 +52,6 @@ t.test(`cloud down ${OUTAGE_S} s with agents publishing: spool grows, drains, no
   await cloud.stop();
 });
 
-/** A destination that can be switched off: writes wait until it is back. */
-class SwitchSink implements Sink {
-  readonly name = 'switch';
-  readonly received: string[] = [];
-  up = false;
-  async connect(): Promise<void> {}
-  async write(b: SinkBatch): Promise<SinkWriteResult> {
-    while (!this.up) await new Promise((r) => setTimeout(r, 20));
-    for (const m of b.messages) this.received.push(m.payload);
-    return {};
-  }
-  async close(): Promise<void> {
-    this.up = true;
-  }
-}
 
 t.test('a full spool holds PUBACKs (back-pressure) and drops nothing', async (t) => {
   const { dir, cleanup } = tempDir();

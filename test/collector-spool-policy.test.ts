@@ -5,26 +5,10 @@
  * edgetwin_spool_dropped_total and the spool stays within spool.maxBytes.
  */
 import t from 'tap';
-import type { Sink, SinkBatch, SinkWriteResult } from '../collector/sink.js';
 import { topics } from '../common/record.js';
-import { batch, closed, connectOnce, metric, publishQos1, spooledBodies, startRegistryCollector } from './helpers/collector.js';
+import { batch, closed, connectOnce, metric, publishQos1, spooledBodies, startRegistryCollector, SwitchSink } from './helpers/collector.js';
 import { tempDir, waitFor } from './helpers/stack.js';
 
-/** A destination that is down until switched on: its write waits, so nothing is released from the spool. */
-class SwitchSink implements Sink {
-  readonly name = 'switch';
-  readonly received: string[] = [];
-  up = false;
-  async connect(): Promise<void> {}
-  async write(b: SinkBatch): Promise<SinkWriteResult> {
-    while (!this.up) await new Promise((r) => setTimeout(r, 20));
-    for (const m of b.messages) this.received.push(m.payload);
-    return {};
-  }
-  async close(): Promise<void> {
-    this.up = true;
-  }
-}
 
 const MAX_BYTES = 65536;
 

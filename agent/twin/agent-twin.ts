@@ -21,6 +21,7 @@ import { twinKey } from '../../common/twin-protocol.js';
 import type { Scorer } from '../types.js';
 import { samplingIntervalApplier, sourcesApplier, type DesiredApplier, type SourceControl } from './desired-appliers.js';
 import { IotHubTwinClient } from './iothub-twin-client.js';
+import { EDGETWIN_VERSION } from '../../common/version.js';
 
 export interface AgentTwinConfig {
   enabled: boolean;
@@ -55,20 +56,7 @@ export interface TwinHost extends SourceControl {
   health(): { ok: boolean; epoch: number; sourceErrors: Record<string, string> };
 }
 
-export const AGENT_VERSION = readPackageVersion();
-
-function readPackageVersion(): string {
-  // ../../ from the sources, ../../../ from dist/.
-  for (const rel of ['../../package.json', '../../../package.json']) {
-    try {
-      const pkg = JSON.parse(readFileSync(new URL(rel, import.meta.url), 'utf8')) as { name?: string; version?: string };
-      if (pkg.name === 'edgetwin' && pkg.version) return pkg.version;
-    } catch {
-      // try the next location
-    }
-  }
-  return 'unknown';
-}
+export const AGENT_VERSION = EDGETWIN_VERSION;
 
 /** Keys built from names (sources, metrics) must follow IoT Hub's property-name rules. */
 function sanitizeKeys(v: unknown): unknown {

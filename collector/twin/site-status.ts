@@ -9,12 +9,12 @@
  * Every request runs under one deadline of `timeoutMs` (common/deadline-pool.ts: an undici request
  * whose connection was accepted and dropped at once can otherwise stay pending forever).
  */
-import { readFileSync } from 'node:fs';
 import { sleep } from '../../common/backoff.js';
 import { DeadlineError, DeadlinePool } from '../../common/deadline-pool.js';
 import { errorMessage } from '../../common/errors.js';
 import type { Logger } from '../../common/log.js';
 import { counter, gauge, type Registry } from '../../common/metrics.js';
+import { EDGETWIN_VERSION } from '../../common/version.js';
 
 export interface SiteStatusConfig {
   enabled: boolean;
@@ -52,20 +52,7 @@ export interface SiteStatusBody {
 /** What the collector hands over at each beat; the reporter adds the envelope fields. */
 export type SiteStatusSnapshot = Omit<SiteStatusBody, 'v' | 'at' | 'collectorVersion' | 'intervalMs' | 'uptimeS'>;
 
-export const COLLECTOR_VERSION = readPackageVersion();
-
-function readPackageVersion(): string {
-  // ../../ from the sources, ../../../ from dist/.
-  for (const rel of ['../../package.json', '../../../package.json']) {
-    try {
-      const pkg = JSON.parse(readFileSync(new URL(rel, import.meta.url), 'utf8')) as { name?: string; version?: string };
-      if (pkg.name === 'edgetwin' && pkg.version) return pkg.version;
-    } catch {
-      // try the next location
-    }
-  }
-  return 'unknown';
-}
+export const COLLECTOR_VERSION = EDGETWIN_VERSION;
 
 export class SiteStatusReporter {
   private client: DeadlinePool | undefined;

@@ -1,6 +1,7 @@
 /** Helpers for the collector's own tests: a collector with a device registry, MQTT clients, metrics. */
 import mqtt, { type IClientOptions, type MqttClient } from 'mqtt';
 import { Collector, type CollectorDeps } from '../../collector/collector.js';
+import type { Sink, SinkBatch, SinkWriteResult } from '../../collector/sink.js';
 import { loadCollectorConfig } from '../../collector/config.js';
 import { deepMerge } from '../../common/config.js';
 import { createSasToken } from '../../common/sas-token.js';
@@ -92,4 +93,20 @@ export async function metric(registry: Registry, name: string, labels: Record<st
 /** Every spooled body, in order (whether or not sinks released them, it reads the table). */
 export function spooledBodies(c: Collector): string[] {
   return (c.spool.db.prepare('SELECT body FROM queue ORDER BY id').all() as { body: string }[]).map((r) => r.body);
+}
+
+/** A destination that can be switched off: its writes wait until it is back (close() switches it on, so shutdown never hangs). */
+export class SwitchSink implements Sink {
+  readonly name = 'switch';
+  readonly received: string[] = [];
+  up = false;
+  async connect(): Promise<void> {}
+  async write(b: SinkBatch): Promise<SinkWriteResult> {
+    while (!this.up) await new Promise((r) => setTimeout(r, 20));
+    for (const m of b.messages) this.received.push(m.payload);
+    return {};
+  }
+  async close(): Promise<void> {
+    this.up = true;
+  }
 }
