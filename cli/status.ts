@@ -55,6 +55,22 @@ export function describe(h: Json): { kind: string; line: string } {
       line: `${h['connected'] ? 'connected' : 'OFFLINE (buffering)'} · outbox ${n(o['rows'])} rows / ${n(o['bytes'])} B · epoch ${n(h['epoch'])}${errors.length ? ` · failing sources: ${errors.join(', ')}` : ''}`,
     };
   }
+  if (h['lakehouse'] && typeof h['lakehouse'] === 'object') {
+    const l = h['lakehouse'] as Json;
+    const blob = l['blob'] as Json | undefined;
+    const eh = h['eventHubs'] as Json | undefined;
+    const reasons = Array.isArray(h['reasons']) ? (h['reasons'] as string[]) : [];
+    return {
+      kind: 'cloud',
+      line: [
+        `lakehouse staged ${n(l['pendingBatches'])} batches / ${n(l['pendingBytes'])} B`,
+        `last flush ${typeof l['lastFlushAt'] === 'string' ? l['lastFlushAt'] : 'none yet'}`,
+        ...(blob ? [`blob copy ${blob['failingSinceMs'] ? 'FAILING' : 'ok'}`] : []),
+        ...(eh ? [`event hubs ${eh['healthy'] ? 'ok' : 'FAILING'}`] : []),
+        ...reasons,
+      ].join(' · '),
+    };
+  }
   const parts = Object.entries(h)
     .filter(([k, v]) => k !== 'ok' && (typeof v === 'number' || typeof v === 'string' || typeof v === 'boolean'))
     .slice(0, 6)
