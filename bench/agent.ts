@@ -22,9 +22,8 @@
  * Peak RSS is reported per phase (VmHWM, reset between phases); the drain phase includes opening
  * the full outbox, whose quick_check once filled a 16 MiB SQLite page cache that never went back.
  */
-import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
+import { spawnSync } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
@@ -36,6 +35,7 @@ import type { Source, SourceContext } from '../agent/types.js';
 import { createLogger } from '../common/log.js';
 import { createRegistry } from '../common/metrics.js';
 import { fromRoot } from '../models/eval/repo.js';
+import { freePort, peakRssMb, startBroker, type BenchBroker, type BrokerKind } from './support.js';
 
 const { values } = parseArgs({
   options: {
@@ -52,7 +52,6 @@ const { values } = parseArgs({
 const N = Number(values.readings);
 const ROUNDS = Number(values.rounds);
 if (!['on', 'off', 'only'].includes(values.scoring!)) throw new Error(`--scoring must be on, off or only (got ${values.scoring})`);
-const cli = new URL('../cli/edgetwin.js', import.meta.url).pathname;
 const log = createLogger('bench', { level: 'silent' });
 
 /** Simulator readings (3 metrics, 1002 per sample) as fast as the agent takes them. */
@@ -75,29 +74,6 @@ class FloodSource implements Source {
   stop(): void {}
 }
 
-async function freePort(): Promise<number> {
-  return new Promise((resolve) => {
-    const s = createServer().listen(0, '127.0.0.1', () => {
-      const p = (s.address() as { port: number }).port;
-      s.close(() => resolve(p));
-    });
-  });
-}
-
-async function portOpen(port: number): Promise<boolean> {
-  return new Promise((resolve) => {
-    const s = createServer();
-    s.once('error', () => resolve(true));
-    s.listen(port, '127.0.0.1', () => s.close(() => resolve(false)));
-  });
-}
-
-/** Peak RSS of this process since the last resetPeak(), MB. */
-function peakRssMb(): number {
-  const m = /VmHWM:\s+(\d+) kB/.exec(readFileSync('/proc/self/status', 'utf8'));
-  return m ? Math.round(Number(m[1]) / 1024) : 0;
-}
-
 /** Current resident memory split: anonymous (heaps, arenas) and file-backed (mapped code, libraries), MB. */
 function rssSplitMb(): { anon: number; file: number } {
   const status = readFileSync('/proc/self/status', 'utf8');
@@ -118,7 +94,7 @@ const peaks: Record<string, number> = {};
 async function phase<T>(name: string, fn: () => Promise<T>): Promise<T> {
   resetPeak();
   const out = await fn();
-  peaks[name] = Math.max(peaks[name] ?? 0, peakRssMb());
+  peaks[name] = Math.max(peaks[name] ?? 0, peakRssMb('self')); // since the last resetPeak()
   return out;
 }
 
@@ -127,47 +103,11 @@ function pin(pid: number, cpu: number): boolean {
   return spawnSync('taskset', ['-a', '-cp', String(cpu), String(pid)], { stdio: 'ignore' }).status === 0;
 }
 
-interface Broker {
-  name: string;
-  port: number;
-  proc: ChildProcess;
-  dir: string;
-}
-
-async function startBroker(name: string, port: number, dir: string): Promise<Broker> {
-  let proc: ChildProcess;
-  if (name === 'mosquitto') {
-    const conf = join(dir, 'mosquitto.conf');
-    writeFileSync(conf, `listener ${port} 127.0.0.1\nallow_anonymous true\npersistence false\nmax_inflight_messages 0\nmax_queued_messages 0\nlog_type error\n`);
-    proc = spawn('mosquitto', ['-c', conf], { stdio: ['ignore', 'ignore', 'inherit'] });
-  } else {
-    const cfg = join(dir, 'collector.json');
-    writeFileSync(
-      cfg,
-      JSON.stringify({
-        stateDir: join(dir, 'collector'),
-        mqtt: { port, rateLimit: { messagesPerS: 0 }, maxPayloadBytes: 1 << 20 },
-        spool: { maxBytes: 8 * 1024 * 1024 * 1024 },
-        admin: { enabled: false },
-        sinks: { http: { enabled: false } },
-        log: { level: 'warn' },
-      }),
-    );
-    proc = spawn(process.execPath, [cli, 'collector', '--config', cfg], { stdio: ['ignore', 'ignore', 'inherit'] });
-  }
-  for (let i = 0; i < 400 && !(await portOpen(port)); i++) {
-    if (proc.exitCode !== null) throw new Error(`${name} exited with ${proc.exitCode}`);
-    await new Promise((r) => setTimeout(r, 25));
-  }
-  if (proc.pid) pin(proc.pid, 1);
-  return { name, port, proc, dir };
-}
-
-async function stopBroker(b: Broker): Promise<void> {
-  const exited = new Promise((r) => b.proc.once('exit', r));
-  b.proc.kill('SIGTERM');
-  await Promise.race([exited, new Promise((r) => setTimeout(r, 10_000))]);
-  if (b.proc.exitCode === null && b.proc.signalCode === null) b.proc.kill('SIGKILL');
+/** A broker pinned to the other core, so the agent's core is its own. */
+async function startPinnedBroker(kind: BrokerKind, dir: string): Promise<BenchBroker> {
+  const broker = await startBroker(kind, await freePort(), dir);
+  if (broker.proc.pid) pin(broker.proc.pid, 1);
+  return broker;
 }
 
 function configFor(stateDir: string, port: number, scoring: Record<string, unknown> = { enabled: false }) {
@@ -263,7 +203,8 @@ const median = (xs: number[]): number => [...xs].sort((a, b) => a - b)[Math.floo
 const fmt = (n: number): string => Math.round(n).toLocaleString('en-US');
 
 async function main(): Promise<void> {
-  const kinds = values.broker === 'both' ? ['collector', 'mosquitto'] : [values.broker!];
+  if (!['both', 'collector', 'mosquitto'].includes(values.broker!)) throw new Error(`--broker must be both, collector or mosquitto, got ${values.broker}`);
+  const kinds: BrokerKind[] = values.broker === 'both' ? ['collector', 'mosquitto'] : [values.broker as BrokerKind];
   const work = mkdtempSync(join(tmpdir(), 'edgetwin-bench-agent-'));
   const results: Record<string, number[]> = {};
   const perCpu: Record<string, number[]> = {};
@@ -275,7 +216,7 @@ async function main(): Promise<void> {
   try {
     for (const kind of values.scoring === 'only' ? [] : kinds) {
       const dir = mkdtempSync(join(work, `${kind}-`));
-      const broker = await startBroker(kind, await freePort(), dir);
+      const broker = await startPinnedBroker(kind, dir);
       pinned = pin(process.pid, 0);
       results[kind] = [];
       perCpu[kind] = [];
@@ -291,16 +232,16 @@ async function main(): Promise<void> {
           drain.push(await phase('drain', () => drainOnly(broker.port, join(dir, `drain-${r}`))));
         }
       }
-      await stopBroker(broker);
+      await broker.stop();
     }
     if (values.scoring !== 'off') {
       // Against the same broker as the first e2e figure, a fresh one: the same load, scoring on.
       const kind = kinds[0]!;
       const dir = mkdtempSync(join(work, `scoring-${kind}-`));
-      const broker = await startBroker(kind, await freePort(), dir);
+      const broker = await startPinnedBroker(kind, dir);
       pinned = pin(process.pid, 0);
       for (let r = 0; r < ROUNDS; r++) scored.push(await phase('e2e scoring', () => endToEnd(broker.port, join(dir, `e2e-${r}`), true)));
-      await stopBroker(broker);
+      await broker.stop();
     }
   } finally {
     rmSync(work, { recursive: true, force: true });

@@ -15,7 +15,6 @@
 import { fork, type ChildProcess } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
-import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -25,6 +24,7 @@ import { DuckDBInstance } from '@duckdb/node-api';
 import { Pool } from 'undici';
 import { TokenStore } from '../cloud/auth/tokens.js';
 import { openCloudDb } from '../cloud/db.js';
+import { freePort } from './support.js';
 
 interface AutocannonResult {
   requests: { average: number; total: number };
@@ -53,15 +53,6 @@ const DEVICES = Number(values.devices);
 const PER_MESSAGE = 500;
 const MESSAGES = 20;
 const PER_ENVELOPE = PER_MESSAGE * MESSAGES;
-
-async function freePort(): Promise<number> {
-  return new Promise((resolve) => {
-    const s = createServer().listen(0, '127.0.0.1', () => {
-      const p = (s.address() as { port: number }).port;
-      s.close(() => resolve(p));
-    });
-  });
-}
 
 /** Envelopes whose messages round-robin over the devices, each device's seqs consecutive. */
 function buildEnvelopes(total: number): Buffer[] {

@@ -12,12 +12,12 @@
  * PUBACK follows an fsync. mosquitto keeps messages in memory (no persistence), as it does by
  * default. `--sink file` adds the file sink, so spool rows are also read back and released.
  */
-import { fork, spawn, type ChildProcess } from 'node:child_process';
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import { createServer } from 'node:net';
+import { fork, type ChildProcess } from 'node:child_process';
+import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
+import { cpuSeconds, freePort, peakRssMb, startBroker, type BrokerKind } from './support.js';
 
 const { values } = parseArgs({
   options: {
@@ -31,7 +31,6 @@ const { values } = parseArgs({
 const rounds = Number(values.rounds);
 const seconds = Number(values.seconds);
 const workers = Number(values.workers);
-const cli = new URL('../cli/edgetwin.js', import.meta.url).pathname;
 const loadgen = new URL('./mqtt-load.js', import.meta.url).pathname;
 
 interface Load {
@@ -46,15 +45,6 @@ const LOADS: Load[] = [
   { name: 'batched', readingsPerMessage: 500, connsPerWorker: 4, window: 8 },
 ];
 
-async function freePort(): Promise<number> {
-  return new Promise((resolve) => {
-    const s = createServer().listen(0, '127.0.0.1', () => {
-      const p = (s.address() as { port: number }).port;
-      s.close(() => resolve(p));
-    });
-  });
-}
-
 interface Broker {
   proc: ChildProcess;
   port: number;
@@ -62,77 +52,20 @@ interface Broker {
   peakRssMb(): number;
 }
 
-function peakRss(pid: number | undefined): number {
-  try {
-    const m = /VmHWM:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'));
-    return m ? Math.round(Number(m[1]) / 1024) : 0;
-  } catch {
-    return 0;
-  }
-}
-
-async function waitPort(port: number, proc: ChildProcess): Promise<void> {
-  for (let i = 0; i < 200; i++) {
-    if (proc.exitCode !== null) throw new Error(`broker exited with ${proc.exitCode}`);
-    const ok = await new Promise<boolean>((resolve) => {
-      const s = createServer();
-      s.once('error', () => resolve(true));
-      s.listen(port, '127.0.0.1', () => s.close(() => resolve(false)));
-    });
-    if (ok) return;
-    await new Promise((r) => setTimeout(r, 50));
-  }
-  throw new Error(`port ${port} never opened`);
-}
-
-function stopper(proc: ChildProcess, cleanup: () => void): () => Promise<void> {
-  return async () => {
-    const exited = new Promise((r) => proc.once('exit', r));
-    proc.kill('SIGTERM');
-    await Promise.race([exited, new Promise((r) => setTimeout(r, 10_000))]);
-    if (proc.exitCode === null && proc.signalCode === null) proc.kill('SIGKILL');
-    cleanup();
+async function start(kind: BrokerKind): Promise<Broker> {
+  const dir = mkdtempSync(join(tmpdir(), `edgetwin-bench-${kind}-`));
+  const b = await startBroker(kind, await freePort(), dir, {
+    sinks: { http: { enabled: false }, file: { enabled: values.sink === 'file', dir: join(dir, 'out'), fsync: true } },
+  });
+  return {
+    proc: b.proc,
+    port: b.port,
+    stop: async () => {
+      await b.stop();
+      rmSync(dir, { recursive: true, force: true });
+    },
+    peakRssMb: () => peakRssMb(b.proc.pid),
   };
-}
-
-async function startCollector(): Promise<Broker> {
-  const dir = mkdtempSync(join(tmpdir(), 'edgetwin-bench-collector-'));
-  const port = await freePort();
-  const cfg = join(dir, 'collector.json');
-  writeFileSync(
-    cfg,
-    JSON.stringify({
-      stateDir: join(dir, 'state'),
-      mqtt: { port, rateLimit: { messagesPerS: 0 }, maxPayloadBytes: 1 << 20 },
-      spool: { maxBytes: 8 * 1024 * 1024 * 1024 },
-      admin: { enabled: false },
-      sinks: { http: { enabled: false }, file: { enabled: values.sink === 'file', dir: join(dir, 'out'), fsync: true } },
-      log: { level: 'warn' },
-    }),
-  );
-  const proc = spawn(process.execPath, [cli, 'collector', '--config', cfg], { stdio: ['ignore', 'ignore', 'inherit'] });
-  await waitPort(port, proc);
-  return { proc, port, stop: stopper(proc, () => rmSync(dir, { recursive: true, force: true })), peakRssMb: () => peakRss(proc.pid) };
-}
-
-async function startMosquitto(): Promise<Broker> {
-  const dir = mkdtempSync(join(tmpdir(), 'edgetwin-bench-mosquitto-'));
-  const port = await freePort();
-  const conf = join(dir, 'mosquitto.conf');
-  writeFileSync(conf, `listener ${port} 127.0.0.1\nallow_anonymous true\npersistence false\nmax_inflight_messages 0\nmax_queued_messages 0\nlog_type error\n`);
-  const proc = spawn('mosquitto', ['-c', conf], { stdio: ['ignore', 'ignore', 'inherit'] });
-  await waitPort(port, proc);
-  return { proc, port, stop: stopper(proc, () => rmSync(dir, { recursive: true, force: true })), peakRssMb: () => peakRss(proc.pid) };
-}
-
-/** CPU seconds (user + system) a process has used so far. */
-function cpuSeconds(pid: number | undefined): number {
-  try {
-    const f = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1]!.split(' ');
-    return (Number(f[11]) + Number(f[12])) / 100;
-  } catch {
-    return NaN;
-  }
 }
 
 interface Driven {
@@ -175,7 +108,7 @@ for (const load of LOADS) {
     // Alternate who goes first so neither always meets a warmer machine.
     const order: ('collector' | 'mosquitto')[] = r % 2 === 0 ? ['collector', 'mosquitto'] : ['mosquitto', 'collector'];
     for (const which of order) {
-      const broker = which === 'collector' ? await startCollector() : await startMosquitto();
+      const broker = await start(which);
       try {
         const d = await drive(broker.port, broker.proc.pid, load, `${which}-${load.name}-${r}`);
         results[load.name]![which].push(d.msgsPerS);

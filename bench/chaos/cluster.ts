@@ -6,12 +6,12 @@
  */
 import { spawnSync } from 'node:child_process';
 import { mkdirSync, writeFileSync } from 'node:fs';
-import { createServer } from 'node:net';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { spawnDaemon, type Child } from '../../cli/demo.js';
 import { deepMerge } from '../../common/config.js';
 import { FaultyTcpProxy } from './tcp-proxy.js';
+import { freePort } from '../support.js';
 
 const cliPath = fileURLToPath(new URL('../../cli/edgetwin.js', import.meta.url));
 
@@ -39,16 +39,6 @@ export interface Tokens {
   collectors: string[];
 }
 
-export async function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const s = createServer();
-    s.once('error', reject);
-    s.listen(0, '127.0.0.1', () => {
-      const port = (s.address() as { port: number }).port;
-      s.close(() => resolve(port));
-    });
-  });
-}
 
 /** One daemon that can be killed and started again on the same config and state. */
 export class ManagedDaemon {
