@@ -51,6 +51,8 @@ const { values } = parseArgs({
 const READINGS = Number(values.readings);
 const DEVICES = Number(values.devices);
 const PER_MESSAGE = 500;
+/** Messages go round-robin over the devices: a small --readings reaches only the first ones. */
+const DEVICES_WITH_DATA = Math.min(DEVICES, Math.ceil(READINGS / PER_MESSAGE));
 const MESSAGES = 20;
 const PER_ENVELOPE = PER_MESSAGE * MESSAGES;
 
@@ -154,7 +156,7 @@ async function main(): Promise<void> {
     connections: Number(values.connections),
     duration: Number(values['duration-s']),
     headers: { authorization: `Bearer ${viewer}` },
-    requests: [{ method: 'GET', setupRequest: (req: Record<string, unknown>) => ({ ...req, path: `/v1/twins/dev-${Math.floor(Math.random() * DEVICES)}` }) }],
+    requests: [{ method: 'GET', setupRequest: (req: Record<string, unknown>) => ({ ...req, path: `/v1/twins/dev-${Math.floor(Math.random() * DEVICES_WITH_DATA)}` }) }],
   });
   if (reads.non2xx > 0 || reads.errors > 0) throw new Error(`twin reads: ${reads.non2xx} non-2xx, ${reads.errors} errors`);
 
