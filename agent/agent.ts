@@ -5,21 +5,29 @@
  * a SourceSupervisor (restart with backoff, health); the runner owns memory bounds, outbox expiry,
  * metrics and the admin endpoints.
  */
-import { join } from 'node:path';
 import { AdminHttpServer, type AdminHttpConfig } from '../common/admin-http.js';
-import { EdgetwinError, ErrorCodes, errorMessage, isEdgetwinError } from '../common/errors.js';
+import { EdgetwinError, ErrorCodes, isEdgetwinError, storeErrorCode } from '../common/errors.js';
 import { createLogger, type Logger } from '../common/log.js';
-import { Gauge, counter, createRegistry, type Registry } from '../common/metrics.js';
-import { LANE_NORMAL, LANE_PRIORITY, SqliteOutbox, type OutboxItem } from '../common/outbox.js';
-import { encodeReading, readingProblem, type Reading } from '../common/record.js';
+import { createRegistry, type Registry } from '../common/metrics.js';
+import type { SqliteOutbox } from '../common/outbox/outbox.js';
+import { StateLock } from '../common/state-lock.js';
+import { timestampWindow } from '../common/wire/storable.js';
 import type { AgentConfig } from './config.js';
-import { bootIdentity, type Identity } from './identity.js';
-import { MqttUplink } from './mqtt-uplink.js';
-import { SourceSupervisor, type SourceHost, type SourceStatus } from './source-supervisor.js';
+import type { Identity } from './outbox/identity.js';
+import { oldBacklogUplinks, openAgentOutbox, type OpenedOutbox } from './outbox/open.js';
+import type { OldBacklogUplink } from './uplink/old-backlog.js';
+import { MqttUplink } from './uplink/mqtt-uplink.js';
+import { SourceSupervisor, type SourceHost, type SourceStatus } from './sources/supervisor.js';
 import { sourcesFromConfig } from './sources/from-config.js';
 import { HttpReadingsSource } from './sources/http-readings.js';
 import { AgentTwin } from './twin/agent-twin.js';
-import type { Scorer, Source, SourceReading } from './types.js';
+import { DeviceMethods } from './methods/device-methods.js';
+import { registerBuiltIns } from './methods/built-ins.js';
+import { MetricNames } from './outbox/metric-names.js';
+import { OutboxCommitter } from './outbox/committer.js';
+import { RejectLog } from './sources/reject-log.js';
+import { agentMetrics, type AgentMetrics } from './metrics.js';
+import type { RefusedReading, Scorer, Source, SourceReading } from './types.js';
 
 export interface AgentDeps {
   log?: Logger;
@@ -29,6 +37,8 @@ export interface AgentDeps {
   scorer?: Scorer;
   /** Replaces cfg.admin. */
   admin?: AdminHttpConfig;
+  /** The state directory's lock, when the caller took it already (createAgent, before loading models). */
+  lock?: StateLock;
 }
 
 export interface AgentHealth {
@@ -51,6 +61,8 @@ export class Agent {
   readonly supervisors: SourceSupervisor[];
   /** Device twin: desired properties applied live, reported properties (agent/twin/); undefined when twin.enabled is false. */
   readonly twin: AgentTwin | undefined;
+  /** Direct methods (agent/methods/): built-ins registered; `methods.register` adds more. */
+  readonly methods: DeviceMethods;
   private readonly running = new Set<SourceSupervisor>();
   private readonly disabled = new Set<string>();
   private started = false;
@@ -62,28 +74,30 @@ export class Agent {
   private lastExpire = Date.now();
   private flushChain: Promise<unknown> = Promise.resolve();
   private readonly admin: AdminHttpServer;
-  private readonly rejectLog = new Map<string, { windowStart: number; logged: number; suppressed: number }>();
-  private readonly m;
+  private readonly rejectLog: RejectLog;
+  private readonly committer: OutboxCommitter;
+  private readonly m: AgentMetrics;
+  private readonly lock: StateLock;
+  private oldBacklogs: OldBacklogUplink[] = [];
   adminPort: number | undefined;
 
-  constructor(readonly cfg: AgentConfig, private readonly deps: AgentDeps = {}) {
+  constructor(
+    readonly cfg: AgentConfig,
+    private readonly deps: AgentDeps = {},
+  ) {
     this.log = deps.log ?? createLogger(`agent:${cfg.deviceId}`, cfg.log);
     this.registry = deps.registry ?? createRegistry('agent', true);
-    this.outbox = new SqliteOutbox(
-      {
-        path: cfg.outbox.path ?? join(cfg.stateDir, 'outbox.db'),
-        maxBytes: cfg.outbox.maxBytes,
-        maxFileBytes: cfg.outbox.maxBytes,
-        maxAgeMs: cfg.outbox.maxAgeMs,
-        // Appends at one end, reads and deletes at the other: 2 MiB of page cache is plenty (measured
-        // in bench/agent.ts; better-sqlite3's default of 16 MiB would be a sixth of the RSS budget).
-        cacheKiB: 2048,
-        whenFull: cfg.outbox.whenFull,
-        synchronous: cfg.outbox.synchronous,
-      },
-      { log: this.log, registry: this.registry, metricPrefix: 'edgetwin_outbox' },
-    );
-    this.identity = bootIdentity(this.outbox, this.log);
+    // One agent per state directory (common/state-lock.ts), taken before any file is opened.
+    this.lock = deps.lock ?? StateLock.acquire(cfg.stateDir, `agent ${cfg.deviceId}`);
+    let opened: OpenedOutbox;
+    try {
+      opened = openAgentOutbox(cfg, this.log, this.registry);
+    } catch (err) {
+      this.lock.release();
+      throw err;
+    }
+    this.outbox = opened.outbox;
+    this.identity = opened.identity;
     this.uplink = new MqttUplink(cfg.uplink, { deviceId: cfg.deviceId, outbox: this.outbox, log: this.log, registry: this.registry });
     const host: SourceHost = {
       emit: (r) => this.emit(r),
@@ -95,22 +109,21 @@ export class Agent {
     };
     this.supervisors = (deps.sources ?? sourcesFromConfig(cfg)).map((s) => new SourceSupervisor(s, host, cfg.sources.backoff));
     this.twin = cfg.twin.enabled ? new AgentTwin(this, cfg.twin, deps.scorer) : undefined;
-    const r = this.registry;
-    this.m = {
-      produced: counter(r, 'edgetwin_agent_readings_total', 'Readings committed to the outbox'),
-      sourceErrors: counter(r, 'edgetwin_agent_source_errors_total', 'Source failures (each is followed by a restart after backoff)', ['source']),
-      rejected: counter(r, 'edgetwin_agent_rejected_total', 'Input records refused by a source (bad line, row, request)', ['source', 'code']),
-      dropped: counter(r, 'edgetwin_agent_dropped_total', 'Readings lost before the outbox (memory: memoryMaxReadings reached; full: a commit larger than the cap; error: a failed write)', ['reason']),
-    };
-    const self = this;
-    new Gauge({
-      name: 'edgetwin_agent_pending_readings',
-      help: 'Readings in memory waiting for their commit',
-      registers: [r],
-      collect() {
-        this.set(self.pending.length);
-      },
-    });
+    this.methods = new DeviceMethods(this.log.child({ part: 'methods' }), this.registry);
+    registerBuiltIns(this.methods, this);
+    this.m = agentMetrics(this.registry, () => this.pending.length);
+    this.rejectLog = new RejectLog(this.log);
+    // `limits.metricsPerDevice`: the names this device has, kept in the outbox.
+    const metricNames = new MetricNames(this.outbox.db, cfg.deviceId, cfg.limits.metricsPerDevice);
+    this.committer = new OutboxCommitter(
+      this.outbox,
+      this.identity,
+      metricNames,
+      timestampWindow(cfg.timestamps),
+      (name, err) => this.sourceRejected(name, err),
+      this.m.produced,
+    );
+    if (opened.discarded) this.m.dropped.inc({ reason: 'device_id_changed' }, opened.discarded);
     this.admin = new AdminHttpServer(deps.admin ?? cfg.admin, this.registry, () => this.health());
   }
 
@@ -131,10 +144,15 @@ export class Agent {
       'agent starting',
     );
     this.adminPort = await this.admin.start();
-    if (this.adminPort !== undefined) this.log.info({ url: `http://${(this.deps.admin ?? this.cfg.admin).host}:${this.adminPort}` }, 'admin endpoints: /metrics /healthz');
+    if (this.adminPort !== undefined)
+      this.log.info({ url: `http://${(this.deps.admin ?? this.cfg.admin).host}:${this.adminPort}` }, 'admin endpoints: /metrics /healthz');
     this.uplink.start();
+    this.oldBacklogs = oldBacklogUplinks(this.cfg, this.log);
+    for (const b of this.oldBacklogs) b.start();
     // The desired state kept from the last run is applied before any source starts.
     await this.twin?.start();
+    const mqtt = this.uplink.mqttClient;
+    if (mqtt) this.methods.attach(mqtt);
     this.started = true;
     this.flushTimer = setInterval(() => this.tick(), this.cfg.outbox.flushIntervalMs);
     // Side by side: a source that is slow to start (a Modbus server that does not answer) holds up
@@ -146,6 +164,23 @@ export class Agent {
     if (this.running.has(s)) return;
     this.running.add(s);
     await s.start();
+  }
+
+  /** The active model's version, when a scorer runs. */
+  get modelVersion(): string | undefined {
+    return this.deps.scorer?.modelVersion;
+  }
+
+  /** Stops and starts one source now (the `restartSource` direct method); a source turned off by the twin stays off. */
+  async restartSource(name: string): Promise<SourceStatus> {
+    const s = this.supervisors.find((x) => x.name === name);
+    if (!s) throw new EdgetwinError(ErrorCodes.NOT_FOUND, `no source "${name}"`);
+    if (this.disabled.has(name))
+      throw new EdgetwinError(ErrorCodes.CONFLICT, `source "${name}" is turned off by the desired property sources`);
+    if (this.stopping) throw new EdgetwinError(ErrorCodes.CLOSED, 'agent is stopping');
+    if (this.running.delete(s)) await s.stop();
+    await this.startSource(s);
+    return s.snapshot();
   }
 
   /** Starts or stops a source live (desired property `sources`); before start() it decides whether the source starts. */
@@ -179,7 +214,10 @@ export class Agent {
   private admit(n: number): boolean {
     if (this.pending.length + n <= this.cfg.outbox.memoryMaxReadings) return true;
     this.m.dropped.inc({ reason: 'memory' }, n);
-    this.log.warn({ code: ErrorCodes.STORE_FULL, dropped: n, pending: this.pending.length }, 'readings dropped: memoryMaxReadings reached while the outbox is full');
+    this.log.warn(
+      { code: ErrorCodes.STORE_FULL, dropped: n, pending: this.pending.length },
+      'readings dropped: memoryMaxReadings reached while the outbox is full',
+    );
     return false;
   }
 
@@ -194,18 +232,21 @@ export class Agent {
    * once they are durable. All or nothing: a full outbox (whenFull=block) refuses them whole with
    * EDGETWIN_ERR_STORE_FULL and keeps nothing, so the caller can retry without duplicates.
    */
-  emitDurable(readings: SourceReading[]): Promise<void> {
+  emitDurable(readings: SourceReading[]): Promise<RefusedReading[]> {
     if (this.stopping) return Promise.reject(new EdgetwinError(ErrorCodes.CLOSED, 'agent is stopping'));
     const run = this.flushChain.then(async () => {
       await this.flushNow().catch((err) => this.flushFailed(err));
       await this.score(readings);
+      const refused: RefusedReading[] = [];
       try {
-        this.commit(readings, 0, Infinity);
+        this.committer.commit(readings, 0, Infinity, refused);
       } catch (err) {
         if (isEdgetwinError(err, ErrorCodes.STORE_FULL)) throw err;
-        throw new EdgetwinError(ErrorCodes.STORE_CORRUPT, 'outbox write failed', { cause: err });
+        // A full disk or an I/O error is not corruption: the code says which it was.
+        throw new EdgetwinError(storeErrorCode(err), 'outbox write failed', { cause: err });
       }
       this.uplink.kick();
+      return refused;
     });
     this.flushChain = run.catch(() => 0);
     return run;
@@ -225,31 +266,24 @@ export class Agent {
   }
 
   private flushFailed(err: unknown): void {
-    this.log.error({ code: isEdgetwinError(err) ? err.code : ErrorCodes.INTERNAL, err: errorMessage(err) }, 'outbox flush failed');
+    const code = isEdgetwinError(err) ? err.code : ErrorCodes.INTERNAL;
+    // A full disk degrades /healthz until a commit succeeds again (its own code, never "corrupt").
+    if (code === ErrorCodes.DISK_FULL) this.committer.diskFullSince ??= Date.now();
+    this.log.error({ code, err }, 'outbox flush failed');
   }
 
   private sourceFailed(name: string, err: unknown): void {
     this.m.sourceErrors.inc({ source: name });
-    this.log.error({ source: name, code: isEdgetwinError(err) ? err.code : ErrorCodes.SOURCE, err: errorMessage(err) }, 'source failed; restarting after backoff');
+    this.log.error(
+      { source: name, code: isEdgetwinError(err) ? err.code : ErrorCodes.SOURCE, err },
+      'source failed; restarting after backoff',
+    );
   }
 
   /** Logs a refused input record with its code; a flood of them logs at most 10 lines a second per source. */
   private sourceRejected(name: string, err: EdgetwinError): void {
     this.m.rejected.inc({ source: name, code: err.code });
-    const now = Date.now();
-    let st = this.rejectLog.get(name);
-    if (!st || now - st.windowStart >= 1000) {
-      st = { windowStart: now, logged: 0, suppressed: st?.suppressed ?? 0 };
-      this.rejectLog.set(name, st);
-    }
-    if (st.logged >= 10) {
-      st.suppressed++;
-      return;
-    }
-    st.logged++;
-    const suppressed = st.suppressed;
-    st.suppressed = 0;
-    this.log.warn({ source: name, code: err.code, ...err.details, ...(suppressed ? { suppressed } : {}) }, err.message);
+    this.rejectLog.log(name, err);
   }
 
   /**
@@ -272,7 +306,7 @@ export class Agent {
     let failure: unknown;
     while (done < batch.length) {
       try {
-        done += this.commit(batch, done);
+        done += this.committer.commit(batch, done);
       } catch (err) {
         failure = err;
         break;
@@ -281,7 +315,8 @@ export class Agent {
     if (done < batch.length) this.keepOrDrop(batch, done, failure);
     if (done > 0) this.uplink.kick();
     this.releaseRoom();
-    if (failure && !isEdgetwinError(failure, ErrorCodes.STORE_FULL)) throw new EdgetwinError(ErrorCodes.STORE_CORRUPT, 'outbox write failed', { cause: failure });
+    if (failure && !isEdgetwinError(failure, ErrorCodes.STORE_FULL))
+      throw new EdgetwinError(storeErrorCode(failure), 'outbox write failed', { cause: failure });
     return done;
   }
 
@@ -290,48 +325,8 @@ export class Agent {
     try {
       await this.deps.scorer.score(batch);
     } catch (err) {
-      this.log.warn({ err: errorMessage(err) }, 'scorer failed; readings stored unscored');
+      this.log.warn({ err }, 'scorer failed; readings stored unscored');
     }
-  }
-
-  /**
-   * Commits readings from `from` on, as many as fit one transaction (the outbox's txnMaxBytes
-   * keeps its WAL inside the disk cap), with the seq counter; returns how many.
-   */
-  private commit(batch: SourceReading[], from: number, maxBytes = this.outbox.txnMaxBytes): number {
-    const id = this.identity;
-    const items: OutboxItem[] = [];
-    let seq = id.nextSeq;
-    let bytes = 0;
-    let i = from;
-    for (; i < batch.length && (items.length === 0 || bytes < maxBytes); i++) {
-      const r = batch[i]! as Reading;
-      r.seq = seq;
-      // JSON turns NaN and ±Infinity into null: such a reading would poison its whole batch.
-      const problem = readingProblem(r);
-      if (problem) {
-        delete (r as Partial<Reading>).seq;
-        this.m.rejected.inc({ source: 'commit', code: ErrorCodes.BAD_PAYLOAD });
-        this.log.warn({ code: ErrorCodes.BAD_PAYLOAD, metric: r.metric, value: String(r.value), problem }, 'invalid reading refused before commit');
-        continue;
-      }
-      seq++;
-      const body = encodeReading(r);
-      bytes += body.length;
-      items.push({ body, grp: id.epoch, lane: r.alert ? LANE_PRIORITY : LANE_NORMAL });
-    }
-    try {
-      this.outbox.transaction(() => {
-        this.outbox.appendInTx(items);
-        this.outbox.meta.set('seq', seq - 1);
-      });
-    } catch (err) {
-      for (let k = from; k < i; k++) delete (batch[k] as Partial<Reading>).seq;
-      throw err;
-    }
-    id.nextSeq = seq;
-    this.m.produced.inc(items.length);
-    return i - from;
   }
 
   /** After a failed commit: with whenFull=block the rest waits in memory for the next flush; otherwise it is lost and said so. */
@@ -352,15 +347,29 @@ export class Agent {
 
   health(): AgentHealth {
     const sources = Object.fromEntries(this.supervisors.map((s) => [s.name, s.snapshot()]));
-    const sourceErrors = Object.fromEntries(this.supervisors.filter((s) => !s.healthy).map((s) => [s.name, s.snapshot().lastError ?? 'failed']));
+    const sourceErrors = Object.fromEntries(
+      this.supervisors.filter((s) => !s.healthy).map((s) => [s.name, s.snapshot().lastError ?? 'failed']),
+    );
+    const diskFull =
+      this.committer.diskFullSince === undefined
+        ? {}
+        : { diskFull: `${ErrorCodes.DISK_FULL}: outbox commits fail since ${new Date(this.committer.diskFullSince).toISOString()}` };
     return {
-      ok: this.supervisors.every((s) => s.healthy),
+      ok: this.supervisors.every((s) => s.healthy) && this.committer.diskFullSince === undefined,
+      ...diskFull,
       connected: this.uplink.connected,
       epoch: this.identity.epoch,
       outbox: this.outbox.depth(),
       sources,
       sourceErrors,
+      ...this.oldBacklogHealth(),
     };
+  }
+
+  /** Backlogs still being delivered under a previous device id (outbox.onDeviceIdChange: send-as-old). */
+  private oldBacklogHealth(): { oldBacklogs?: { deviceId: string; rows: number }[] } {
+    const open = this.oldBacklogs.filter((b) => !b.delivered);
+    return open.length ? { oldBacklogs: open.map((b) => ({ deviceId: b.deviceId, rows: b.rows })) } : {};
   }
 
   /** Stops sources, commits what is pending, gives in-flight batches a moment, closes the outbox. */
@@ -374,10 +383,12 @@ export class Agent {
     await this.flush().catch((err) => this.flushFailed(err));
     this.stopped = true;
     await this.twin?.stop();
-    await this.uplink.stop(timeoutMs);
+    this.methods.detach();
+    await Promise.all([this.uplink.stop(timeoutMs), ...this.oldBacklogs.map((b) => b.stop())]);
     await this.admin.stop();
     await this.deps.scorer?.close();
     this.outbox.close();
+    this.lock.release();
     this.log.info({ deviceId: this.cfg.deviceId }, 'agent stopped');
   }
 }

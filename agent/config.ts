@@ -1,142 +1,117 @@
+import { readFileSync } from 'node:fs';
+import { hostname } from 'node:os';
 import { join } from 'node:path';
-import { adminHttpConfigSchema, type AdminHttpConfig } from '../common/admin-http.js';
-import type { BackoffConfig } from '../common/backoff.js';
-import { loadConfig, type EnvMap } from '../common/config.js';
-import { logConfigSchema, type LogConfig } from '../common/log.js';
-import { DEVICE_ID_PATTERN } from '../common/record.js';
-import type { SynchronousMode } from '../common/sqlite.js';
-import type { WhenFull } from '../common/outbox.js';
-import { csvReplayConfigSchema, csvReplayDefaults, type CsvReplayConfig } from './sources/csv-replay.js';
-import { httpReadingsConfigSchema, httpReadingsDefaults, type HttpReadingsConfig } from './sources/http-readings.js';
-import { jsonLinesConfigSchema, jsonLinesDefaults, type JsonLinesConfig } from './sources/json-lines.js';
-import { modbusTcpConfigSchema, modbusTcpDefaults, type ModbusTcpConfig } from './sources/modbus-tcp.js';
-import { simulatorConfigSchema, simulatorDefaults, type SimulatorConfig } from './sources/simulator.js';
-import { mqttUplinkConfigSchema, mqttUplinkDefaults, type MqttUplinkConfig } from './mqtt-uplink.js';
-import { agentTwinConfigSchema, agentTwinDefaults, type AgentTwinConfig } from './twin/agent-twin.js';
-import { agentScoringConfigSchema, agentScoringDefaults, type AgentScoringConfig } from './models/scoring-config.js';
+import Type, { type Static } from 'typebox';
+import { adminHttpConfigSchema } from '../common/admin-http.js';
+import { backoffConfigSchema } from '../common/backoff.js';
+import { configDefaults, loadConfig, Section, type EnvMap } from '../common/config.js';
+import { timestampWindowSchema } from '../common/wire/storable.js';
+import { deviceLimitsSchema } from '../common/wire/limits.js';
+import { logConfigSchema } from '../common/log.js';
+import { DEVICE_ID_PATTERN } from '../common/wire/record.js';
+import { csvReplayConfigSchema } from './sources/csv-replay.js';
+import { httpReadingsConfigSchema } from './sources/http-readings.js';
+import { jsonLinesConfigSchema } from './sources/json-lines.js';
+import { modbusTcpConfigSchema } from './sources/modbus-tcp.js';
+import { simulatorConfigSchema } from './sources/simulator.js';
+import { mqttUplinkConfigSchema } from './uplink/mqtt-uplink.js';
+import { agentTwinConfigSchema } from './twin/agent-twin.js';
+import { agentScoringConfigSchema } from './rollout/config.js';
+import { assetsConfigSchema } from './assets/config.js';
+import { failureConfigSchema } from './failure/config.js';
+import { driftConfigSchema } from './drift/config.js';
+import { cmapssReplayConfigSchema } from './sources/cmapss-replay.js';
 
-export interface AgentOutboxConfig {
+/**
+ * The default device id: the host name, made a valid id, plus the first 8 hex digits of
+ * /etc/machine-id when there is one. Device ids are global (a second site's device with the same
+ * id is refused), and fresh installs share host names ("raspberrypi", "localhost"), so a fixed
+ * default or the bare host name would make default installs collide.
+ */
+export function defaultDeviceId(host = hostname(), machineIdFile = '/etc/machine-id'): string {
+  const base =
+    host
+      .toLowerCase()
+      .replace(/[^a-z0-9._-]+/g, '-')
+      .replace(/^[-.]+|[-.]+$/g, '')
+      .slice(0, 100) || 'edgetwin-agent';
+  let machine = '';
+  try {
+    machine = /^[0-9a-f]{8}/.exec(readFileSync(machineIdFile, 'utf8').trim())?.[0] ?? '';
+  } catch {
+    // no machine id (some containers): the host name alone
+  }
+  return machine ? `${base}-${machine}` : base;
+}
+
+const agentOutboxConfigSchema = Section({
   /** Defaults to <stateDir>/outbox.db. */
-  path?: string;
+  path: Type.Optional(Type.String({ minLength: 1 })),
   /** Cap on the outbox on disk: database file plus WAL (see docs/architecture.md for the margin). */
-  maxBytes: number;
+  maxBytes: Type.Integer({ minimum: 262144, default: 256 * 1024 * 1024 }),
   /** Readings older than this (since their commit) are dropped and counted; 0: never. */
-  maxAgeMs: number;
-  whenFull: WhenFull;
-  synchronous: SynchronousMode;
+  maxAgeMs: Type.Integer({ minimum: 0, default: 7 * 86_400_000 }),
+  whenFull: Type.Enum(['drop_oldest', 'block'], { default: 'drop_oldest' }),
+  // Process crashes lose nothing in WAL+NORMAL; the boot epoch is written with FULL so a power
+  // cut can never reuse an identity (see docs/architecture.md).
+  synchronous: Type.Enum(['full', 'normal'], { default: 'normal' }),
   /** Readings wait at most this long in memory before their transaction commits. */
-  flushIntervalMs: number;
+  flushIntervalMs: Type.Integer({ minimum: 1, maximum: 60000, default: 50 }),
   /** A flush happens early once this many readings are pending. */
-  flushMaxReadings: number;
+  flushMaxReadings: Type.Integer({ minimum: 1, maximum: 1000000, default: 5000 }),
   /**
    * Readings held in memory while commits wait (whenFull=block on a full outbox); past this,
    * new readings are dropped and counted, and sources that can wait (replay, stdin, HTTP) wait.
    */
-  memoryMaxReadings: number;
-}
+  memoryMaxReadings: Type.Integer({ minimum: 1000, default: 100_000 }),
+  /**
+   * What to do with undelivered readings when `deviceId` differs from the id the state was written
+   * under (agent/outbox/device-id.ts): `refuse` to start (default), `send-as-old` (deliver them
+   * under the old id first, over a connection of their own), or `discard` (drop them, counted).
+   */
+  onDeviceIdChange: Type.Enum(['refuse', 'send-as-old', 'discard'], { default: 'refuse' }),
+});
+export type AgentOutboxConfig = Static<typeof agentOutboxConfigSchema>;
 
-export interface AgentSourcesConfig {
+const agentSourcesConfigSchema = Section({
   /** Restart backoff of a failed source. */
-  backoff: BackoffConfig;
-  simulator: SimulatorConfig;
-  csvReplay: CsvReplayConfig;
-  jsonLines: JsonLinesConfig;
-  modbusTcp: ModbusTcpConfig;
-  http: HttpReadingsConfig;
-}
+  backoff: backoffConfigSchema({ initialMs: 1000, maxMs: 60_000 }),
+  simulator: simulatorConfigSchema,
+  csvReplay: csvReplayConfigSchema,
+  jsonLines: jsonLinesConfigSchema,
+  modbusTcp: modbusTcpConfigSchema,
+  http: httpReadingsConfigSchema,
+  cmapssReplay: cmapssReplayConfigSchema,
+});
+export type AgentSourcesConfig = Static<typeof agentSourcesConfigSchema>;
 
-export interface AgentConfig {
-  deviceId: string;
-  stateDir: string;
-  outbox: AgentOutboxConfig;
-  uplink: MqttUplinkConfig;
-  sources: AgentSourcesConfig;
+/** The agent's whole config: each section's schema lives beside the code it configures. */
+export const agentConfigSchema = Section({
+  deviceId: Type.String({ pattern: DEVICE_ID_PATTERN, default: defaultDeviceId() }),
+  stateDir: Type.String({ minLength: 1, default: join(process.env['EDGETWIN_HOME'] ?? 'var', 'agent') }),
+  outbox: agentOutboxConfigSchema,
+  uplink: mqttUplinkConfigSchema,
+  sources: agentSourcesConfigSchema,
+  /** Sample times the agent commits (common/wire/storable.ts); a reading outside is refused (EDGETWIN_ERR_BAD_VALUE) and counted. */
+  timestamps: timestampWindowSchema,
+  /** Metric names this device may have (common/wire/limits.ts); a reading naming one more is refused (EDGETWIN_ERR_LIMIT_EXCEEDED) and counted. */
+  limits: deviceLimitsSchema,
   /** `/metrics` and `/healthz` on localhost. */
-  admin: AdminHttpConfig;
+  admin: adminHttpConfigSchema,
   /** Device twin: desired properties applied live, reported properties (agent/twin/). */
-  twin: AgentTwinConfig;
-  /** Anomaly scoring on the device and model rollout (agent/scoring/, agent/models/). */
-  scoring: AgentScoringConfig;
-  log: Partial<LogConfig>;
-}
-
-export const agentOutboxDefaults: AgentOutboxConfig = {
-  maxBytes: 256 * 1024 * 1024,
-  whenFull: 'drop_oldest',
-  // Process crashes lose nothing in WAL+NORMAL; the boot epoch is written with FULL so a power
-  // cut can never reuse an identity (see docs/architecture.md).
-  synchronous: 'normal',
-  maxAgeMs: 7 * 86_400_000,
-  flushIntervalMs: 50,
-  flushMaxReadings: 5000,
-  memoryMaxReadings: 100_000,
-};
-
-export const agentSourcesDefaults: AgentSourcesConfig = {
-  backoff: { initialMs: 1000, maxMs: 60_000 },
-  simulator: simulatorDefaults,
-  csvReplay: csvReplayDefaults,
-  jsonLines: jsonLinesDefaults,
-  modbusTcp: modbusTcpDefaults,
-  http: httpReadingsDefaults,
-};
-
-export const agentDefaults: AgentConfig = {
-  deviceId: 'device-1',
-  stateDir: join(process.env['EDGETWIN_HOME'] ?? 'var', 'agent'),
-  outbox: agentOutboxDefaults,
-  uplink: mqttUplinkDefaults,
-  sources: agentSourcesDefaults,
-  admin: { enabled: true, host: '127.0.0.1', port: 0 },
-  twin: agentTwinDefaults,
-  scoring: agentScoringDefaults,
-  log: {},
-};
-
-export const agentConfigSchema = {
-  type: 'object',
-  additionalProperties: false,
-  required: ['deviceId', 'stateDir', 'outbox', 'uplink', 'sources'],
-  properties: {
-    deviceId: { type: 'string', pattern: DEVICE_ID_PATTERN },
-    stateDir: { type: 'string', minLength: 1 },
-    outbox: {
-      type: 'object',
-      additionalProperties: false,
-      properties: {
-        path: { type: 'string', minLength: 1 },
-        maxBytes: { type: 'integer', minimum: 262144 },
-        maxAgeMs: { type: 'integer', minimum: 0 },
-        whenFull: { enum: ['drop_oldest', 'block'] },
-        synchronous: { enum: ['full', 'normal'] },
-        flushIntervalMs: { type: 'integer', minimum: 1, maximum: 60000 },
-        flushMaxReadings: { type: 'integer', minimum: 1, maximum: 1000000 },
-        memoryMaxReadings: { type: 'integer', minimum: 1000 },
-      },
-    },
-    uplink: mqttUplinkConfigSchema,
-    sources: {
-      type: 'object',
-      additionalProperties: false,
-      properties: {
-        backoff: {
-          type: 'object',
-          additionalProperties: false,
-          properties: { initialMs: { type: 'integer', minimum: 1 }, maxMs: { type: 'integer', minimum: 1 } },
-        },
-        simulator: simulatorConfigSchema,
-        csvReplay: csvReplayConfigSchema,
-        jsonLines: jsonLinesConfigSchema,
-        modbusTcp: modbusTcpConfigSchema,
-        http: httpReadingsConfigSchema,
-      },
-    },
-    admin: adminHttpConfigSchema,
-    twin: agentTwinConfigSchema,
-    scoring: agentScoringConfigSchema,
-    log: logConfigSchema,
-  },
-} as const;
+  twin: agentTwinConfigSchema,
+  /** Anomaly scoring on the device and model rollout (agent/scoring/, agent/rollout/). */
+  scoring: agentScoringConfigSchema,
+  /** Machines whose metrics a failure model reads together, and what one step of each is (agent/assets/). */
+  assets: assetsConfigSchema,
+  /** The failure (remaining-useful-life) model on the assets and its rollout (agent/failure/). */
+  failure: failureConfigSchema,
+  /** Drift histograms of every running model, once per interval (agent/drift/). */
+  drift: driftConfigSchema,
+  log: logConfigSchema,
+});
+export type AgentConfig = Static<typeof agentConfigSchema>;
+export const agentDefaults: AgentConfig = configDefaults(agentConfigSchema);
 
 /** Secrets and per-device values that deployments set from the environment. */
 export const agentEnv: EnvMap = {
@@ -148,8 +123,9 @@ export const agentEnv: EnvMap = {
   EDGETWIN_UPLINK_SAS_KEY: 'uplink.sasKey',
   EDGETWIN_UPLINK_SAS_KEY_FILE: 'uplink.sasKeyFile',
   EDGETWIN_MODEL_PUBLIC_KEY_FILE: 'scoring.rollout.publicKeyFile',
+  EDGETWIN_FAILURE_MODEL_PUBLIC_KEY_FILE: 'failure.rollout.publicKeyFile',
 };
 
 export function loadAgentConfig(file?: string, overrides?: unknown, env: NodeJS.ProcessEnv = process.env): AgentConfig {
-  return loadConfig<AgentConfig>({ component: 'agent', schema: agentConfigSchema, defaults: agentDefaults, file, overrides, env, envMap: agentEnv });
+  return loadConfig({ component: 'agent', schema: agentConfigSchema, file, overrides, env, envMap: agentEnv });
 }

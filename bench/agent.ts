@@ -15,7 +15,7 @@
  * onnxruntime is for good (its library stays mapped), so the scoring-off figures stay what they were.
  *
  *   npm run bench:agent -- [--readings 500000] [--rounds 3] [--broker both|collector|mosquitto]
- *                          [--scoring on|off|only] [--manifest models/manifest.json] [--max-batch-rows N] [--json]
+ *                          [--scoring on|off|only] [--engine auto|small-graph|onnxruntime] [--manifest models/manifest.json] [--max-batch-rows N] [--json]
  *
  * The script runs node with --optimize-for-size, as the agent should be deployed (a smaller young
  * generation and slower heap growth: about 35 MB less peak RSS for a few % of throughput).
@@ -29,7 +29,7 @@ import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { Agent } from '../agent/agent.js';
 import { loadAgentConfig } from '../agent/config.js';
-import { createAgent } from '../agent/models/create-agent.js';
+import { createAgent } from '../agent/create-agent.js';
 import { SimulatorSource, simulatorDefaults } from '../agent/sources/simulator.js';
 import type { Source, SourceContext } from '../agent/types.js';
 import { createLogger } from '../common/log.js';
@@ -46,6 +46,8 @@ const { values } = parseArgs({
     scoring: { type: 'string', default: 'on' },
     manifest: { type: 'string', default: fromRoot('models/manifest.json') },
     'max-batch-rows': { type: 'string' },
+    // scoring.engine of the scoring agent: auto (the small graph), small-graph or onnxruntime.
+    engine: { type: 'string', default: 'auto' },
     json: { type: 'boolean', default: false },
   },
 });
@@ -75,10 +77,17 @@ class FloodSource implements Source {
 }
 
 /** Current resident memory split: anonymous (heaps, arenas) and file-backed (mapped code, libraries), MB. */
-function rssSplitMb(): { anon: number; file: number } {
+function rssSplitMb(): { anon: number; file: number; heap: number; external: number } {
   const status = readFileSync('/proc/self/status', 'utf8');
   const kb = (key: string): number => Number(new RegExp(`${key}:\\s+(\\d+) kB`).exec(status)?.[1] ?? 0);
-  return { anon: Math.round(kb('RssAnon') / 1024), file: Math.round(kb('RssFile') / 1024) };
+  // Of the anonymous part: V8's heap (all spaces, code included) and memory outside it (buffers, WebAssembly, native).
+  const m = process.memoryUsage();
+  return {
+    anon: Math.round(kb('RssAnon') / 1024),
+    file: Math.round(kb('RssFile') / 1024),
+    heap: Math.round(m.heapTotal / 2 ** 20),
+    external: Math.round(m.external / 2 ** 20),
+  };
 }
 
 function resetPeak(): void {
@@ -113,7 +122,14 @@ async function startPinnedBroker(kind: BrokerKind, dir: string): Promise<BenchBr
 function configFor(stateDir: string, port: number, scoring: Record<string, unknown> = { enabled: false }) {
   return loadAgentConfig(
     undefined,
-    { deviceId: 'bench-1', stateDir, uplink: { url: `mqtt://127.0.0.1:${port}`, backoff: { initialMs: 50, maxMs: 200 }}, admin: { enabled: false }, twin: { enabled: false }, scoring },
+    {
+      deviceId: 'bench-1',
+      stateDir,
+      uplink: { url: `mqtt://127.0.0.1:${port}`, backoff: { initialMs: 50, maxMs: 200 } },
+      admin: { enabled: false },
+      twin: { enabled: false },
+      scoring,
+    },
     {},
   );
 }
@@ -127,7 +143,7 @@ function agentFor(stateDir: string, port: number, sources: Source[]): Agent {
 /** As deployed with a model: createAgent loads the manifest's model under its rollout. */
 function scoringAgentFor(stateDir: string, port: number, sources: Source[]): Promise<Agent> {
   const rows = values['max-batch-rows'] ? { maxBatchRows: Number(values['max-batch-rows']) } : {};
-  const cfg = configFor(stateDir, port, { enabled: true, manifestFile: values.manifest!, ...rows });
+  const cfg = configFor(stateDir, port, { enabled: true, manifestFile: values.manifest!, engine: values.engine!, ...rows });
   return createAgent(cfg, { log, sources, registry: createRegistry('agent') });
 }
 
@@ -149,7 +165,7 @@ interface E2e {
   wall: number;
   cpu: number;
   /** The resident split as the last reading was acknowledged, agent still up. */
-  split: { anon: number; file: number };
+  split: ReturnType<typeof rssSplitMb>;
 }
 
 /** Source → outbox → uplink → broker, until every reading is acknowledged; readings per wall and per CPU second. */
@@ -203,13 +219,14 @@ const median = (xs: number[]): number => [...xs].sort((a, b) => a - b)[Math.floo
 const fmt = (n: number): string => Math.round(n).toLocaleString('en-US');
 
 async function main(): Promise<void> {
-  if (!['both', 'collector', 'mosquitto'].includes(values.broker!)) throw new Error(`--broker must be both, collector or mosquitto, got ${values.broker}`);
+  if (!['both', 'collector', 'mosquitto'].includes(values.broker!))
+    throw new Error(`--broker must be both, collector or mosquitto, got ${values.broker}`);
   const kinds: BrokerKind[] = values.broker === 'both' ? ['collector', 'mosquitto'] : [values.broker as BrokerKind];
   const work = mkdtempSync(join(tmpdir(), 'edgetwin-bench-agent-'));
   const results: Record<string, number[]> = {};
   const perCpu: Record<string, number[]> = {};
-  let commit: number[] = [];
-  let drain: number[] = [];
+  const commit: number[] = [];
+  const drain: number[] = [];
   const scored: E2e[] = [];
   const offSplits: E2e['split'][] = [];
   let pinned = false;
@@ -247,25 +264,64 @@ async function main(): Promise<void> {
     rmSync(work, { recursive: true, force: true });
   }
   // rss_mb stays the scoring-off figure it always was; rss_mb_e2e_scoring is beside it.
-  const off = Object.entries(peaks).filter(([k]) => k !== 'e2e scoring').map(([, v]) => v);
+  const off = Object.entries(peaks)
+    .filter(([k]) => k !== 'e2e scoring')
+    .map(([, v]) => v);
   const rss = Math.max(...(off.length ? off : Object.values(peaks)));
   const e2e = results['collector'] ?? results[kinds[0]!];
   const e2eCpu = perCpu['collector'] ?? perCpu[kinds[0]!];
   const rows = [
-    ...Object.entries(results).map(([k, xs]) => [`source → outbox → uplink → ${k} (acked)`, fmt(median(xs)), fmt(median(perCpu[k]!)), xs.map(fmt).join(' / ')]),
-    ...(commit.length ? [['source → outbox (commit only)', fmt(median(commit)), '', commit.map(fmt).join(' / ')], ['backlog drain → collector', fmt(median(drain)), '', drain.map(fmt).join(' / ')]] : []),
-    ...(scored.length ? [[`source → ONNX scoring → outbox → uplink → ${kinds[0]} (acked)`, fmt(median(scored.map((x) => x.wall))), fmt(median(scored.map((x) => x.cpu))), scored.map((x) => fmt(x.wall)).join(' / ')]] : []),
+    ...Object.entries(results).map(([k, xs]) => [
+      `source → outbox → uplink → ${k} (acked)`,
+      fmt(median(xs)),
+      fmt(median(perCpu[k]!)),
+      xs.map(fmt).join(' / '),
+    ]),
+    ...(commit.length
+      ? [
+          ['source → outbox (commit only)', fmt(median(commit)), '', commit.map(fmt).join(' / ')],
+          ['backlog drain → collector', fmt(median(drain)), '', drain.map(fmt).join(' / ')],
+        ]
+      : []),
+    ...(scored.length
+      ? [
+          [
+            `source → ONNX scoring → outbox → uplink → ${kinds[0]} (acked)`,
+            fmt(median(scored.map((x) => x.wall))),
+            fmt(median(scored.map((x) => x.cpu))),
+            scored.map((x) => fmt(x.wall)).join(' / '),
+          ],
+        ]
+      : []),
   ];
   const flags = process.execArgv.join(' ') || 'none';
-  process.stdout.write(`\nagent benchmark: ${fmt(N)} readings per round, ${ROUNDS} rounds, agent ${pinned ? 'pinned to one core' : 'NOT pinned (taskset missing)'}, node flags: ${flags}\n\n`);
+  process.stdout.write(
+    `\nagent benchmark: ${fmt(N)} readings per round, ${ROUNDS} rounds, agent ${pinned ? 'pinned to one core' : 'NOT pinned (taskset missing)'}, node flags: ${flags}\n\n`,
+  );
   process.stdout.write('| path | readings/s (median) | readings per CPU-second | rounds (readings/s) |\n|---|---|---|---|\n');
   for (const r of rows) process.stdout.write(`| ${r.join(' | ')} |\n`);
-  const over = Object.entries(peaks).filter(([, v]) => v > RSS_TARGET_MB).map(([k]) => k);
-  process.stdout.write(`\npeak RSS of the agent process${off.length && scored.length ? ' with scoring off' : ''}: ${rss} MB (target <= ${RSS_TARGET_MB} in every phase${over.length ? `; OVER in ${over.join(', ')}` : ', met'}); by phase: ${Object.entries(peaks).map(([k, v]) => `${k} ${v} MB`).join(', ')}\n`);
-  const most = (xs: E2e['split'][]) => ({ anon: Math.max(...xs.map((x) => x.anon)), file: Math.max(...xs.map((x) => x.file)) });
+  const over = Object.entries(peaks)
+    .filter(([, v]) => v > RSS_TARGET_MB)
+    .map(([k]) => k);
+  process.stdout.write(
+    `\npeak RSS of the agent process${off.length && scored.length ? ' with scoring off' : ''}: ${rss} MB (target <= ${RSS_TARGET_MB} in every phase${over.length ? `; OVER in ${over.join(', ')}` : ', met'}); by phase: ${Object.entries(
+      peaks,
+    )
+      .map(([k, v]) => `${k} ${v} MB`)
+      .join(', ')}\n`,
+  );
+  const most = (xs: E2e['split'][]) => ({
+    anon: Math.max(...xs.map((x) => x.anon)),
+    file: Math.max(...xs.map((x) => x.file)),
+    heap: Math.max(...xs.map((x) => x.heap)),
+    external: Math.max(...xs.map((x) => x.external)),
+  });
   const offSplit = offSplits.length ? most(offSplits) : undefined;
   const split = scored.length ? most(scored.map((x) => x.split)) : undefined;
-  if (split) process.stdout.write(`resident as a round ends, scoring on: ${split.anon} MB anonymous (heaps, arenas) + ${split.file} MB file-backed (node, libonnxruntime.so code)${offSplit ? `; scoring off: ${offSplit.anon} + ${offSplit.file} MB` : ''}\n`);
+  if (split)
+    process.stdout.write(
+      `resident as a round ends, scoring on: ${split.anon} MB anonymous (V8 heap ${split.heap} MB, external ${split.external} MB) + ${split.file} MB file-backed (node, libonnxruntime.so when loaded)${offSplit ? `; scoring off: ${offSplit.anon} (heap ${offSplit.heap}) + ${offSplit.file} MB` : ''}\n`,
+    );
   process.stdout.write('target: >= 100,000 readings/s end to end on one core\n');
   if (values.json) {
     const figures: Record<string, number | boolean> = { rss_mb: rss, pinned_one_core: pinned };
@@ -276,7 +332,8 @@ async function main(): Promise<void> {
     // Per phase: rss_mb_e2e_collector, rss_mb_e2e_mosquitto, rss_mb_commit, rss_mb_drain, rss_mb_e2e_scoring.
     for (const [k, v] of Object.entries(peaks)) figures[`rss_mb_${k.replace(/ /g, '_')}`] = v;
     if (results['mosquitto']) figures['readings_per_s_mosquitto'] = Math.round(median(results['mosquitto']));
-    if (results['collector'] && results['mosquitto']) figures['ratio_vs_mosquitto'] = Math.round((median(results['collector']) / median(results['mosquitto'])) * 100) / 100;
+    if (results['collector'] && results['mosquitto'])
+      figures['ratio_vs_mosquitto'] = Math.round((median(results['collector']) / median(results['mosquitto'])) * 100) / 100;
     if (commit.length) {
       figures['commit_readings_per_s'] = Math.round(median(commit));
       figures['drain_readings_per_s'] = Math.round(median(drain));
@@ -286,6 +343,8 @@ async function main(): Promise<void> {
       figures['readings_per_cpu_s_scoring'] = Math.round(median(scored.map((x) => x.cpu)));
       figures['rss_mb_anon_scoring'] = split.anon;
       figures['rss_mb_file_scoring'] = split.file;
+      figures['heap_mb_scoring'] = split.heap;
+      figures['external_mb_scoring'] = split.external;
     }
     process.stdout.write(`${JSON.stringify(figures)}\n`);
   }

@@ -3,6 +3,7 @@
  * of history downsampled to 1 minute.
  *
  *   npm run bench:cloud [-- --readings 3000000 --devices 1000 --concurrency 4 --connections 32 --duration-s 10 --json]
+ *   npm run bench:cloud -- --store postgres --replicas 3 [--json]   # and the same figures on N replicas + PostgreSQL
  *
  * The cloud runs as its own process (the compiled `edgetwin cloud`, as deployed), with tokens
  * enforced; this process is the load: undici POSTs of pre-built, gzip-compressed envelopes (what
@@ -23,8 +24,9 @@ import { gzipSync } from 'node:zlib';
 import { DuckDBInstance } from '@duckdb/node-api';
 import { Pool } from 'undici';
 import { TokenStore } from '../cloud/auth/tokens.js';
-import { openCloudDb } from '../cloud/db.js';
-import { freePort } from './support.js';
+import { SqliteStore } from '../cloud/store/sqlite-store.js';
+import { runScale } from './cloud-scale.js';
+import { cpuSeconds, freePort, postIngest } from './support.js';
 
 interface AutocannonResult {
   requests: { average: number; total: number };
@@ -46,8 +48,12 @@ const { values } = parseArgs({
     connections: { type: 'string', default: '32' },
     'duration-s': { type: 'string', default: '10' },
     json: { type: 'boolean', default: false },
+    store: { type: 'string', default: 'sqlite' },
+    replicas: { type: 'string', default: '3' },
+    'sse-writes': { type: 'string', default: '200' },
   },
 });
+if (values.store !== 'sqlite' && values.store !== 'postgres') throw new Error('--store must be sqlite or postgres');
 const READINGS = Number(values.readings);
 const DEVICES = Number(values.devices);
 const PER_MESSAGE = 500;
@@ -73,7 +79,9 @@ function buildEnvelopes(total: number): Buffer[] {
         const seq = seq0 + i;
         const ts = Date.now() - 3_600_000 + (seq % 3_000_000);
         const alert = seq % 10_000 === 0;
-        rs.push(`{"seq":${seq},"ts":${ts},"metric":"${metrics[seq % 3]}","value":${(20 + ((seq * 7919) % 1000) / 100).toFixed(2)},"unit":"u"${alert ? ',"score":0.97,"model":"bench-1","alert":true' : ''}}`);
+        rs.push(
+          `{"seq":${seq},"ts":${ts},"metric":"${metrics[seq % 3]}","value":${(20 + ((seq * 7919) % 1000) / 100).toFixed(2)},"unit":"u"${alert ? ',"score":0.97,"model":"bench-1","alert":true' : ''}}`,
+        );
       }
       messages.push(`{"v":1,"device":"dev-${d}","epoch":1,"readings":[${rs.join(',')}]}`);
     }
@@ -87,8 +95,16 @@ function buildDay(): Buffer[] {
   const out: Buffer[] = [];
   for (let start = 0; start < 86_400; start += PER_ENVELOPE) {
     const rs: string[] = [];
-    for (let i = start; i < Math.min(86_400, start + PER_ENVELOPE); i++) rs.push(`{"seq":${i + 1},"ts":${DAY + i * 1000},"metric":"temperature","value":${(20 + 5 * Math.sin(i / 3600)).toFixed(3)},"unit":"degC"}`);
-    out.push(gzipSync(`{"v":1,"batchId":"day-${start}","site":"bench","messages":[{"v":1,"device":"day-1","epoch":1,"readings":[${rs.join(',')}]}]}`, { level: 1 }));
+    for (let i = start; i < Math.min(86_400, start + PER_ENVELOPE); i++)
+      rs.push(
+        `{"seq":${i + 1},"ts":${DAY + i * 1000},"metric":"temperature","value":${(20 + 5 * Math.sin(i / 3600)).toFixed(3)},"unit":"degC"}`,
+      );
+    out.push(
+      gzipSync(
+        `{"v":1,"batchId":"day-${start}","site":"bench","messages":[{"v":1,"device":"day-1","epoch":1,"readings":[${rs.join(',')}]}]}`,
+        { level: 1 },
+      ),
+    );
   }
   return out;
 }
@@ -98,13 +114,24 @@ async function main(): Promise<void> {
   const port = await freePort();
   const url = `http://127.0.0.1:${port}`;
   const stateDir = join(dir, 'state');
-  const db = openCloudDb(stateDir);
-  const tokens = new TokenStore(db.db);
-  const admin = tokens.create({ role: 'admin', createdBy: 'bench' }).token;
-  const viewer = tokens.create({ role: 'viewer', createdBy: 'bench' }).token;
-  db.close();
+  const db = await SqliteStore.open({ stateDir });
+  const tokens = new TokenStore(db);
+  const admin = (await tokens.create({ role: 'admin', createdBy: 'bench' })).token;
+  const viewer = (await tokens.create({ role: 'viewer', createdBy: 'bench' })).token;
+  await db.close();
   const cfg = join(dir, 'cloud.json');
-  writeFileSync(cfg, JSON.stringify({ stateDir, http: { port, bodyLimitBytes: 256 * 1024 * 1024 }, log: { level: 'warn' }, lakehouse: { compaction: { intervalMs: 0 } } }));
+  writeFileSync(
+    cfg,
+    JSON.stringify({
+      stateDir,
+      http: { port, bodyLimitBytes: 256 * 1024 * 1024 },
+      log: { level: 'warn' },
+      lakehouse: { compaction: { intervalMs: 0 } },
+      // A load generator is one principal and one site: the rate limits would measure themselves
+      // (their cost is measured by bench:ratelimit).
+      rateLimit: { perPrincipal: { ratePerS: 0 }, ingestPerSite: { readingsPerS: 0 } },
+    }),
+  );
   const child: ChildProcess = fork(cli, ['cloud', '--config', cfg], { stdio: ['ignore', 'inherit', 'inherit', 'ipc'] });
   await new Promise<void>((resolve, reject) => {
     child.once('message', () => resolve());
@@ -112,15 +139,7 @@ async function main(): Promise<void> {
   });
   const pool = new Pool(url, { connections: Number(values.concurrency) + 2, bodyTimeout: 120_000, headersTimeout: 120_000 });
   const auth = { authorization: `Bearer ${admin}` };
-  const post = async (body: Buffer): Promise<void> => {
-    const r = await pool.request({ method: 'POST', path: '/v1/ingest', headers: { ...auth, 'content-type': 'application/json', 'content-encoding': 'gzip' }, body });
-    const text = await r.body.text();
-    if (r.statusCode === 503) {
-      await new Promise((res) => setTimeout(res, 200));
-      return post(body);
-    }
-    if (r.statusCode !== 200) throw new Error(`ingest ${r.statusCode}: ${text.slice(0, 200)}`);
-  };
+  const post = (body: Buffer): Promise<void> => postIngest(pool, admin, body);
   const health = async (): Promise<{ lakehouse: { pendingBatches: number } }> => {
     const r = await pool.request({ method: 'GET', path: '/healthz' });
     return (await r.body.json()) as { lakehouse: { pendingBatches: number } };
@@ -130,35 +149,54 @@ async function main(): Promise<void> {
   };
   const sendAll = async (bodies: Buffer[]): Promise<void> => {
     let next = 0;
-    await Promise.all(Array.from({ length: Number(values.concurrency) }, async () => {
-      while (next < bodies.length) await post(bodies[next++]!);
-    }));
+    await Promise.all(
+      Array.from({ length: Number(values.concurrency) }, async () => {
+        while (next < bodies.length) await post(bodies[next++]!);
+      }),
+    );
   };
 
   // 1. Ingest into silver.
   const envelopes = buildEnvelopes(READINGS);
   const total = envelopes.length * PER_ENVELOPE;
+  const cpu0 = cpuSeconds(child.pid);
   const t0 = performance.now();
   await sendAll(envelopes);
   const tAck = performance.now();
   await drained();
   const tSilver = performance.now();
+  const cpuIngest = cpuSeconds(child.pid) - cpu0;
   const duck = await DuckDBInstance.create(':memory:');
   const con = await duck.connect();
   const silverRows = Number(
-    (await con.runAndReadAll(`SELECT count(*) AS n FROM read_parquet('${join(stateDir, 'lakehouse/silver/readings')}/**/*.parquet') WHERE device LIKE 'dev-%'`)).getRows()[0]![0],
+    (
+      await con.runAndReadAll(
+        `SELECT count(*) AS n FROM read_parquet('${join(stateDir, 'lakehouse/silver/readings')}/**/*.parquet') WHERE device LIKE 'dev-%'`,
+      )
+    ).getRows()[0]![0],
   );
   if (silverRows !== total) throw new Error(`silver has ${silverRows} readings, expected ${total}`);
 
   // 2. Twin point reads under concurrent load.
+  const cpu1 = cpuSeconds(child.pid);
   const reads = await autocannon({
     url,
     connections: Number(values.connections),
     duration: Number(values['duration-s']),
     headers: { authorization: `Bearer ${viewer}` },
-    requests: [{ method: 'GET', setupRequest: (req: Record<string, unknown>) => ({ ...req, path: `/v1/twins/dev-${Math.floor(Math.random() * DEVICES_WITH_DATA)}` }) }],
+    requests: [
+      {
+        method: 'GET',
+        setupRequest: (req: Record<string, unknown>) => ({
+          ...req,
+          path: `/v1/twins/dev-${Math.floor(Math.random() * DEVICES_WITH_DATA)}`,
+        }),
+      },
+    ],
   });
   if (reads.non2xx > 0 || reads.errors > 0) throw new Error(`twin reads: ${reads.non2xx} non-2xx, ${reads.errors} errors`);
+
+  const cpuReads = cpuSeconds(child.pid) - cpu1;
 
   // 3. One device-day of 1-s data, downsampled to 1 minute (from gold), after compaction.
   await sendAll(buildDay());
@@ -188,18 +226,60 @@ async function main(): Promise<void> {
     history_day_1m_p50_ms: Number(q(0.5).toFixed(2)),
     history_day_1m_p99_ms: Number(q(0.99).toFixed(2)),
     cloud_peak_rss_mb: Math.round(rssMb),
+    // CPU of the cloud process (all its threads) per reading and per read: what the neighbours' load does not move.
+    cloud_ingest_cpu_us_per_reading: Number(((cpuIngest * 1e6) / total).toFixed(2)),
+    cloud_twin_read_cpu_us: Math.round((cpuReads * 1e6) / reads.requests.total),
   };
   const rows: [string, string, string][] = [
     ['ingest into silver (gzip, fsynced, Parquet)', `${figures.ingest_readings_per_s.toLocaleString('en')} readings/s`, '>= 300,000'],
     ['  acknowledged (landed in SQLite, fsynced)', `${figures.ingest_acknowledged_readings_per_s.toLocaleString('en')} readings/s`, ''],
     [`twin reads (${values.connections} connections)`, `${figures.twin_reads_per_s.toLocaleString('en')} reads/s`, '>= 10,000'],
     ['  latency p50 / p99', `${figures.twin_read_p50_ms} / ${figures.twin_read_p99_ms} ms`, 'p99 <= 5 ms'],
-    ['device-day of 1 s data → 1 min (gold)', `p50 ${figures.history_day_1m_p50_ms} ms, p99 ${figures.history_day_1m_p99_ms} ms`, '< 50 ms'],
+    [
+      'device-day of 1 s data → 1 min (gold)',
+      `p50 ${figures.history_day_1m_p50_ms} ms, p99 ${figures.history_day_1m_p99_ms} ms`,
+      '< 50 ms',
+    ],
     ['cloud peak RSS', `${figures.cloud_peak_rss_mb} MB`, ''],
   ];
   process.stdout.write(`\nedgetwin cloud benchmark: ${total.toLocaleString('en')} readings, ${DEVICES} devices\n\n`);
   for (const [a, b, c] of rows) process.stdout.write(`${a.padEnd(46)} ${b.padEnd(26)} ${c}\n`);
-  if (values.json) process.stdout.write(`${JSON.stringify(figures)}\n`);
+  let all: Record<string, number> = figures;
+  if (values.store === 'postgres') {
+    // The same envelopes (same identities) into a fresh PostgreSQL database, after the single node.
+    const scale = await runScale({
+      replicas: Number(values.replicas),
+      envelopes,
+      readings: total,
+      devicesWithData: DEVICES_WITH_DATA,
+      concurrency: Number(values.concurrency),
+      connections: Number(values.connections),
+      durationS: Number(values['duration-s']),
+      sseWrites: Number(values['sse-writes']),
+    });
+    const ratio = Number((scale.pg_ingest_readings_per_s / figures.ingest_readings_per_s).toFixed(3));
+    all = { ...figures, ...scale, pg_to_sqlite_ingest_ratio: ratio };
+    const n = scale.pg_replicas;
+    const extra: [string, string, string][] = [
+      [`PostgreSQL, ${n} replicas: ingest into silver`, `${scale.pg_ingest_readings_per_s.toLocaleString('en')} readings/s`, '>= 100,000'],
+      ['  ratio to SQLite single node', `${ratio}`, ''],
+      ['  acknowledged (committed in PostgreSQL)', `${scale.pg_ingest_acknowledged_readings_per_s.toLocaleString('en')} readings/s`, ''],
+      [
+        `  twin reads (${values.connections} connections over ${n})`,
+        `${scale.pg_twin_reads_per_s.toLocaleString('en')} reads/s`,
+        '>= 10,000',
+      ],
+      ['  latency p50 / p99 (worst replica)', `${scale.pg_twin_read_p50_ms} / ${scale.pg_twin_read_p99_ms} ms`, 'p99 <= 10 ms'],
+      [
+        '  SSE write on A → event on C, p50 / p99',
+        `${scale.sse_cross_replica_p50_ms} / ${scale.sse_cross_replica_p99_ms} ms`,
+        'p99 <= 200 ms',
+      ],
+      ['  replica peak RSS (largest)', `${scale.pg_replica_peak_rss_mb} MB`, ''],
+    ];
+    for (const [a, b, c] of extra) process.stdout.write(`${a.padEnd(46)} ${b.padEnd(26)} ${c}\n`);
+  }
+  if (values.json) process.stdout.write(`${JSON.stringify(all)}\n`);
 
   con.closeSync();
   duck.closeSync();

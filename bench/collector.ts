@@ -78,13 +78,27 @@ interface Driven {
 async function drive(port: number, pid: number | undefined, load: Load, tag: string): Promise<Driven> {
   const warmupMs = 1500;
   const kids = Array.from({ length: workers }, (_, w) =>
-    fork(loadgen, ['127.0.0.1', String(port), String(load.connsPerWorker), String(load.window), String(load.readingsPerMessage), `${tag}-${w}`], { stdio: 'inherit' }),
+    fork(
+      loadgen,
+      ['127.0.0.1', String(port), String(load.connsPerWorker), String(load.window), String(load.readingsPerMessage), `${tag}-${w}`],
+      { stdio: 'inherit' },
+    ),
   );
-  await Promise.all(kids.map((k) => new Promise<void>((resolve, reject) => {
-    k.once('message', () => resolve());
-    k.once('exit', (code) => reject(new Error(`load generator exited ${code}`)));
-  })));
-  const results = kids.map((k) => new Promise<{ acked: number; ms: number }>((resolve) => k.on('message', (m: { type: string; acked: number; ms: number }) => m.type === 'done' && resolve(m))));
+  await Promise.all(
+    kids.map(
+      (k) =>
+        new Promise<void>((resolve, reject) => {
+          k.once('message', () => resolve());
+          k.once('exit', (code) => reject(new Error(`load generator exited ${code}`)));
+        }),
+    ),
+  );
+  const results = kids.map(
+    (k) =>
+      new Promise<{ acked: number; ms: number }>((resolve) =>
+        k.on('message', (m: { type: string; acked: number; ms: number }) => m.type === 'done' && resolve(m)),
+      ),
+  );
   for (const k of kids) k.send({ type: 'start', warmupMs, ms: seconds * 1000 });
   await new Promise((r) => setTimeout(r, warmupMs));
   const cpu0 = cpuSeconds(pid);
@@ -145,10 +159,16 @@ const figures = {
 
 console.log(`collector vs mosquitto, QoS 1, ${workers} load processes, median of ${rounds} × ${seconds} s (sink: ${values.sink})`);
 console.log('load                         collector      mosquitto   ratio');
-console.log(`1 reading/msg   (msgs/s)  ${String(figures.collector_qos1_msgs_per_s).padStart(12)} ${String(figures.mosquitto_qos1_msgs_per_s).padStart(14)}   ${figures.ratio_vs_mosquitto}`);
-console.log(`500 readings/msg (msgs/s) ${String(figures.collector_batched_msgs_per_s).padStart(12)} ${String(figures.mosquitto_batched_msgs_per_s).padStart(14)}   ${figures.batched_ratio_vs_mosquitto}`);
+console.log(
+  `1 reading/msg   (msgs/s)  ${String(figures.collector_qos1_msgs_per_s).padStart(12)} ${String(figures.mosquitto_qos1_msgs_per_s).padStart(14)}   ${figures.ratio_vs_mosquitto}`,
+);
+console.log(
+  `500 readings/msg (msgs/s) ${String(figures.collector_batched_msgs_per_s).padStart(12)} ${String(figures.mosquitto_batched_msgs_per_s).padStart(14)}   ${figures.batched_ratio_vs_mosquitto}`,
+);
 console.log(`readings/s (batched)      ${String(figures.readings_per_s).padStart(12)}`);
-console.log(`msgs per broker CPU-s     ${String(figures.collector_msgs_per_cpu_s).padStart(12)} ${String(figures.mosquitto_msgs_per_cpu_s).padStart(14)}   ${figures.cpu_ratio_vs_mosquitto}`);
+console.log(
+  `msgs per broker CPU-s     ${String(figures.collector_msgs_per_cpu_s).padStart(12)} ${String(figures.mosquitto_msgs_per_cpu_s).padStart(14)}   ${figures.cpu_ratio_vs_mosquitto}`,
+);
 console.log(`readings per CPU-s (batched) ${String(figures.readings_per_cpu_s).padStart(9)}`);
 console.log(`peak RSS (MB)             ${String(collectorRss).padStart(12)} ${String(mosquittoRss).padStart(14)}`);
 console.log(`all rounds (msgs/s): ${JSON.stringify(results)}`);

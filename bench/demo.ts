@@ -5,22 +5,13 @@
  */
 import { spawn } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
-import { createServer } from 'node:net';
+import { freePort } from './support.js';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 
 const { values } = parseArgs({ options: { runs: { type: 'string', default: '5' }, json: { type: 'boolean', default: false } } });
 const cli = new URL('../cli/edgetwin.js', import.meta.url).pathname;
-
-async function freePort(): Promise<number> {
-  return new Promise((resolve) => {
-    const s = createServer().listen(0, '127.0.0.1', () => {
-      const p = (s.address() as { port: number }).port;
-      s.close(() => resolve(p));
-    });
-  });
-}
 
 async function once(): Promise<number> {
   const home = mkdtempSync(join(tmpdir(), 'edgetwin-bench-demo-'));
@@ -59,4 +50,7 @@ console.log(`runs        ${times.length}`);
 console.log(`median_ms   ${median}`);
 console.log(`max_ms      ${times[times.length - 1]}`);
 console.log(`target      < 10000 ms  ${median < 10_000 ? 'met' : 'NOT met'}`);
-if (values.json) console.log(JSON.stringify({ runs: times.length, startup_median_ms: median, startup_max_ms: times[times.length - 1], target_ms: 10_000 }));
+if (values.json)
+  console.log(
+    JSON.stringify({ runs: times.length, startup_median_ms: median, startup_max_ms: times[times.length - 1], target_ms: 10_000 }),
+  );

@@ -39,7 +39,10 @@ function connectPacket(clientId: string): Buffer {
 
 /** One telemetry batch of the wire contract, so the collector validates and spools real data. */
 function payload(device: string): Buffer {
-  const rs = Array.from({ length: readings }, (_, i) => `{"seq":${i + 1},"ts":${1_763_913_600_000 + i},"metric":"m${i % 8}","value":${(i * 0.37).toFixed(2)},"unit":"degC"}`);
+  const rs = Array.from(
+    { length: readings },
+    (_, i) => `{"seq":${i + 1},"ts":${1_763_913_600_000 + i},"metric":"m${i % 8}","value":${(i * 0.37).toFixed(2)},"unit":"degC"}`,
+  );
   return Buffer.from(`{"v":1,"device":"${device}","epoch":1,"readings":[${rs.join(',')}]}`);
 }
 

@@ -1,12 +1,13 @@
 /**
  * What several benchmarks need: a free loopback port, a broker to measure against (Debian's
  * mosquitto in memory, or the compiled edgetwin collector with its spool on disk) as a process of
- * its own, and that process's peak RSS and CPU time from /proc.
+ * its own, that process's peak RSS and CPU time from /proc, and an ingest post that rides out 503s.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { join } from 'node:path';
+import type { Pool } from 'undici';
 
 const cli = new URL('../cli/edgetwin.js', import.meta.url).pathname;
 
@@ -64,12 +65,20 @@ async function portTaken(port: number): Promise<boolean> {
  * limit off (a load generator's few client ids would be throttled) and every PUBACK after an
  * fsync. `collector` merges over the collector's config (e.g. a file sink).
  */
-export async function startBroker(kind: BrokerKind, port: number, dir: string, collector: Record<string, unknown> = {}): Promise<BenchBroker> {
+export async function startBroker(
+  kind: BrokerKind,
+  port: number,
+  dir: string,
+  collector: Record<string, unknown> = {},
+): Promise<BenchBroker> {
   mkdirSync(dir, { recursive: true });
   let proc: ChildProcess;
   if (kind === 'mosquitto') {
     const conf = join(dir, 'mosquitto.conf');
-    writeFileSync(conf, `listener ${port} 127.0.0.1\nallow_anonymous true\npersistence false\nmax_inflight_messages 0\nmax_queued_messages 0\nlog_type error\n`);
+    writeFileSync(
+      conf,
+      `listener ${port} 127.0.0.1\nallow_anonymous true\npersistence false\nmax_inflight_messages 0\nmax_queued_messages 0\nlog_type error\n`,
+    );
     proc = spawn('mosquitto', ['-c', conf], { stdio: ['ignore', 'ignore', 'inherit'] });
   } else {
     const cfg = join(dir, 'collector.json');
@@ -96,4 +105,20 @@ export async function startBroker(kind: BrokerKind, port: number, dir: string, c
     if (proc.exitCode === null && proc.signalCode === null) proc.kill('SIGKILL');
   };
   return { kind, port, proc, stop };
+}
+
+/** Posts one gzipped ingest envelope; a 503 (the cloud shedding load) is retried after 200 ms. */
+export async function postIngest(pool: Pool, token: string, body: Buffer): Promise<void> {
+  const r = await pool.request({
+    method: 'POST',
+    path: '/v1/ingest',
+    headers: { authorization: `Bearer ${token}`, 'content-type': 'application/json', 'content-encoding': 'gzip' },
+    body,
+  });
+  const text = await r.body.text();
+  if (r.statusCode === 503) {
+    await new Promise((res) => setTimeout(res, 200));
+    return postIngest(pool, token, body);
+  }
+  if (r.statusCode !== 200) throw new Error(`ingest ${r.statusCode}: ${text.slice(0, 200)}`);
 }

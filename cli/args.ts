@@ -58,8 +58,15 @@ export function str(values: OptionValues, name: string): string | undefined {
   return typeof v === 'string' ? v : undefined;
 }
 
-export function parseCommand(command: string, args: string[], table: OptionTable, opts: { positionals?: boolean } = {}): { values: OptionValues; positionals: string[] } {
-  const options = Object.fromEntries(Object.entries(table).map(([k, o]) => [k, o.short ? { type: o.type, short: o.short } : { type: o.type }]));
+export function parseCommand(
+  command: string,
+  args: string[],
+  table: OptionTable,
+  opts: { positionals?: boolean } = {},
+): { values: OptionValues; positionals: string[] } {
+  const options = Object.fromEntries(
+    Object.entries(table).map(([k, o]) => [k, o.short ? { type: o.type, short: o.short } : { type: o.type }]),
+  );
   try {
     const r = parseArgs({ args, strict: true, allowPositionals: opts.positionals ?? false, options });
     return { values: r.values, positionals: r.positionals };
@@ -78,10 +85,18 @@ export function parseCommand(command: string, args: string[], table: OptionTable
 }
 
 /** A whole number option within [min, max], or its default; the error names the option and the range. */
-export function intOption(command: string, name: string, v: string | undefined, dflt: number, min = 0, max = Number.MAX_SAFE_INTEGER): number {
+export function intOption(
+  command: string,
+  name: string,
+  v: string | undefined,
+  dflt: number,
+  min = 0,
+  max = Number.MAX_SAFE_INTEGER,
+): number {
   if (v === undefined) return dflt;
   const n = Number(v);
-  if (v.trim() === '' || !Number.isInteger(n) || n < min || n > max) usage(`${command}: --${name} must be a whole number from ${min} to ${max}, got "${v}"`);
+  if (v.trim() === '' || !Number.isInteger(n) || n < min || n > max)
+    usage(`${command}: --${name} must be a whole number from ${min} to ${max}, got "${v}"`);
   return n;
 }
 
@@ -116,7 +131,8 @@ export function parseSubcommand(
   const sub = subs[key]!;
   const name = `${prefix}${key ? ` ${key}` : ''}`;
   const words = key ? key.split(' ').length : 0;
-  if (sub.group && argv[words] !== undefined && !argv[words]!.startsWith('-')) usage(`${name}: unknown subcommand "${argv[words]}"; run '${name} --help'`);
+  if (sub.group && argv[words] !== undefined && !argv[words]!.startsWith('-'))
+    usage(`${name}: unknown subcommand "${argv[words]}"; run '${name} --help'`);
   const { values, positionals } = parseCommand(name, argv.slice(words), sub.options, { positionals: true });
   if (values['help'] || sub.group) {
     out(subcommandHelp(sub));

@@ -10,38 +10,16 @@ import { createReadStream, statSync } from 'node:fs';
 import { basename } from 'node:path';
 import { promisify } from 'node:util';
 import { gzip as gzipCb } from 'node:zlib';
-import { CsvReplaySource, csvReplayDefaults } from '../agent/sources/csv-replay.js';
-import type { SourceContext, SourceReading } from '../agent/types.js';
 import { Backoff, sleep } from '../common/backoff.js';
+import { csvRows } from '../common/csv.js';
+import { redactUrl } from '../common/redact.js';
 import { EdgetwinError, ErrorCodes, errorMessage } from '../common/errors.js';
-import { createLogger } from '../common/log.js';
 import { Progress, progressModeFromEnv } from '../common/progress.js';
-import { DEVICE_ID_PATTERN, spliceBatch } from '../common/record.js';
-import { spliceEnvelope } from '../common/ingest-envelope.js';
-import { intOption, str, usage, type OptionValues, type Subcommand } from './args.js';
+import { DEVICE_ID_PATTERN, spliceBatch } from '../common/wire/record.js';
+import { spliceEnvelope } from '../common/wire/ingest-envelope.js';
+import { intOption, str, usage, type OptionValues } from './args.js';
 
 const gzip = promisify(gzipCb);
-
-export const backfillSubcommand: Subcommand = {
-  usage: 'Usage: edgetwin cloud backfill --file CSV --device ID --site SITE [options]',
-  about: `Posts the rows of a CSV file (NAB's timestamp,value or timestamp,a,b,… with one metric per
-column) to a running cloud's POST /v1/ingest, with their original timestamps. Identity of a row:
-(device, --epoch, its row number), so running it again stores nothing twice. The token comes from
-EDGETWIN_CLOUD_TOKEN (a collector token of the site, or an admin token).`,
-  footer: 'Progress goes to stderr: a bar on a terminal, lines otherwise (EDGETWIN_PROGRESS=bar|lines|off).',
-  options: {
-    file: { type: 'string', value: 'CSV', help: 'the CSV file to load', required: true },
-    device: { type: 'string', value: 'ID', help: 'device the readings belong to', required: true },
-    site: { type: 'string', value: 'SITE', help: 'site of the device', required: true },
-    url: { type: 'string', value: 'URL', help: 'cloud twin API', default: 'http://127.0.0.1:8480' },
-    epoch: { type: 'string', value: 'N', help: 'identity epoch of the backfilled rows (agents start at 1)', unit: 'count', default: '0' },
-    unit: { type: 'string', value: 'U', help: 'unit of every column', default: '1' },
-    'timestamp-column': { type: 'string', value: 'NAME', help: 'column with the sample time', default: 'timestamp' },
-    'batch-readings': { type: 'string', value: 'N', help: 'readings per POST', unit: 'count', default: '5000' },
-    'timeout-ms': { type: 'string', value: 'N', help: 'per request, retried on timeouts and 5xx', unit: 'ms', default: '30000' },
-    help: { type: 'boolean', short: 'h', help: 'show this help' },
-  },
-};
 
 /** Lines of a file (a rough total for the progress: one pass, no parsing). */
 function countLines(file: string): Promise<number> {
@@ -59,26 +37,58 @@ function countLines(file: string): Promise<number> {
 
 export interface BackfillReport {
   rows: number;
+  /** Readings posted (accepted by the cloud's ingest, whatever it did with them). */
   readings: number;
+  /** Rows of the file refused before posting (bad timestamp, bad value). */
   refused: number;
   posts: number;
+  /** What the cloud's answers said: newly stored, already stored (by identity), quarantined, rejected. */
+  stored: number;
+  duplicates: number;
+  quarantined: number;
+  rejected: number;
+}
+
+interface IngestAnswer {
+  stored?: number;
+  duplicates?: number;
+  quarantined?: number;
+  rejected?: unknown[];
 }
 
 /** Posts one batch, retrying what a retry can fix (network, 408, 429, 5xx); anything else is the caller's to fix. */
-async function post(url: string, token: string | undefined, batchId: string, body: Buffer, timeoutMs: number, backoff: Backoff): Promise<void> {
+async function post(
+  url: string,
+  token: string | undefined,
+  batchId: string,
+  body: Buffer,
+  timeoutMs: number,
+  backoff: Backoff,
+): Promise<IngestAnswer> {
   for (let attempt = 1; ; attempt++) {
     let status = 0;
     let text = '';
     try {
       const res = await fetch(`${url.replace(/\/$/, '')}/v1/ingest`, {
         method: 'POST',
-        headers: { 'content-type': 'application/json', 'content-encoding': 'gzip', 'idempotency-key': batchId, ...(token ? { authorization: `Bearer ${token}` } : {}) },
+        headers: {
+          'content-type': 'application/json',
+          'content-encoding': 'gzip',
+          'idempotency-key': batchId,
+          ...(token ? { authorization: `Bearer ${token}` } : {}),
+        },
         body,
         signal: AbortSignal.timeout(timeoutMs),
       });
       status = res.status;
       text = await res.text();
-      if (status >= 200 && status < 300) return;
+      if (status >= 200 && status < 300) {
+        try {
+          return JSON.parse(text) as IngestAnswer;
+        } catch {
+          return {};
+        }
+      }
     } catch (err) {
       text = errorMessage(err);
     }
@@ -86,13 +96,17 @@ async function post(url: string, token: string | undefined, batchId: string, bod
     if (!retryable || attempt >= 8) {
       const what = status ? `answered ${status}: ${text.slice(0, 300)}` : `unreachable: ${text}`;
       const hint = status === 401 || status === 403 ? ' (set EDGETWIN_CLOUD_TOKEN to a collector token of --site, or an admin token)' : '';
-      throw new EdgetwinError(ErrorCodes.SINK, `backfill: ${url}/v1/ingest ${what}${hint}`, { details: { status } });
+      throw new EdgetwinError(ErrorCodes.SINK, `backfill: ${redactUrl(url)}/v1/ingest ${what}${hint}`, { details: { status } });
     }
     await sleep(backoff.next());
   }
 }
 
-export async function runBackfill(values: OptionValues, out: (s: string) => void, env: NodeJS.ProcessEnv = process.env): Promise<BackfillReport> {
+export async function runBackfill(
+  values: OptionValues,
+  out: (s: string) => void,
+  env: NodeJS.ProcessEnv = process.env,
+): Promise<BackfillReport> {
   const cmd = 'edgetwin cloud backfill';
   const file = str(values, 'file')!;
   const device = str(values, 'device')!;
@@ -109,20 +123,15 @@ export async function runBackfill(values: OptionValues, out: (s: string) => void
   const perPost = intOption(cmd, 'batch-readings', str(values, 'batch-readings'), 5000, 1, 100_000);
   const timeoutMs = intOption(cmd, 'timeout-ms', str(values, 'timeout-ms'), 30_000, 100);
   const token = env['EDGETWIN_CLOUD_TOKEN'];
-  const fileKey = createHash('sha256').update(`${basename(file)}|${device}|${epoch}`).digest('hex').slice(0, 16);
+  const fileKey = createHash('sha256')
+    .update(`${basename(file)}|${device}|${epoch}`)
+    .digest('hex')
+    .slice(0, 16);
 
-  const progress = new Progress(`backfill ${basename(file)}`, Math.max(1, (await countLines(file)) - 1), { mode: progressModeFromEnv(env) });
-  const source = new CsvReplaySource({
-    ...csvReplayDefaults,
-    enabled: true,
-    file,
-    speed: 0,
-    unit: str(values, 'unit') ?? '1',
-    timestampColumn: str(values, 'timestamp-column') ?? 'timestamp',
-    timestamps: 'original',
-    progress: 'off',
+  const progress = new Progress(`backfill ${basename(file)}`, Math.max(1, (await countLines(file)) - 1), {
+    mode: progressModeFromEnv(env),
   });
-  const report: BackfillReport = { rows: 0, readings: 0, refused: 0, posts: 0 };
+  const report: BackfillReport = { rows: 0, readings: 0, refused: 0, posts: 0, stored: 0, duplicates: 0, quarantined: 0, rejected: 0 };
   const backoff = new Backoff({ initialMs: 200, maxMs: 5000 });
   let pending: string[] = [];
   let seq = 0;
@@ -136,49 +145,53 @@ export async function runBackfill(values: OptionValues, out: (s: string) => void
     const batchId = `backfill-${fileKey}-${first}-${seq}`;
     const json = spliceEnvelope(batchId, site, [spliceBatch(device, epoch, pending)]);
     const n = pending.length;
+    // Progress counts rows whose readings the cloud has acknowledged, not rows read ahead.
+    const rowsDone = report.rows;
     pending = [];
     // One POST in flight while the next batch is read: the file is read once, memory stays bounded.
     inflight = inflight
       .then(async () => {
-        await post(url, token, batchId, await gzip(json, { level: 1 }), timeoutMs, backoff);
+        const a = await post(url, token, batchId, await gzip(json, { level: 1 }), timeoutMs, backoff);
+        report.stored += a.stored ?? 0;
+        report.duplicates += a.duplicates ?? 0;
+        report.quarantined += a.quarantined ?? 0;
+        report.rejected += a.rejected?.length ?? 0;
         report.readings += n;
         report.posts++;
-        progress.update(source.rows, `${report.readings} readings`);
+        progress.update(rowsDone, `${report.readings} readings`);
       })
       .catch((err: unknown) => {
         failure ??= err;
         ac.abort();
       });
   };
-  await new Promise<void>((resolve, reject) => {
-    const ctx: SourceContext = {
-      emit: (rs: SourceReading[]) => {
-        for (const r of rs) {
-          seq++;
-          pending.push(JSON.stringify({ seq, ts: r.ts, metric: r.metric, value: r.value, unit: r.unit }));
-          if (pending.length >= perPost) flush();
-        }
-        report.rows = source.rows;
-      },
-      emitDurable: () => Promise.reject(new Error('not used')),
-      fail: (err) => reject(err instanceof Error ? err : new Error(String(err))),
-      reject: (err) => {
+  const rows = csvRows({
+    file,
+    unit: str(values, 'unit') ?? '1',
+    timestampColumn: str(values, 'timestamp-column') ?? 'timestamp',
+    signal: ac.signal,
+  });
+  for await (const chunk of rows) {
+    for (const row of chunk) {
+      for (const err of row.refused) {
         report.refused++;
         out(`${err.code}: ${err.message} (skipped)`);
-      },
-      finished: () => resolve(),
-      // Waiting on the POST in flight is the back-pressure: at most two batches in memory.
-      waitForRoom: () => inflight,
-      log: createLogger('backfill', { level: 'silent' }),
-      signal: ac.signal,
-    };
-    source.start(ctx);
-    ac.signal.addEventListener('abort', () => resolve(), { once: true });
-  });
+      }
+      if (row.tooLong) continue;
+      report.rows++;
+      for (const r of row.readings) {
+        seq++;
+        pending.push(JSON.stringify({ seq, ts: row.ts, metric: r.metric, value: r.value, unit: r.unit }));
+        if (pending.length >= perPost) flush();
+      }
+    }
+    // Waiting on the POST in flight is the back-pressure: at most two batches in memory.
+    await inflight;
+    if (ac.signal.aborted) break;
+  }
   flush();
   await inflight;
   if (failure) throw failure;
-  report.rows = source.rows;
-  progress.done(source.rows, `${report.readings} readings`);
+  progress.done(report.rows, `${report.readings} readings`);
   return report;
 }

@@ -23,7 +23,12 @@ const RESTORE_OPTIONS: OptionTable = {
   ...HELP_OPTION,
 };
 
-export const BACKUP_HELP = helpText('Usage: edgetwin backup --state DIR --out DIR', BACKUP_OPTIONS, ABOUT, 'Progress goes to stderr: a bar on a terminal, lines otherwise (EDGETWIN_PROGRESS).');
+export const BACKUP_HELP = helpText(
+  'Usage: edgetwin backup --state DIR --out DIR',
+  BACKUP_OPTIONS,
+  ABOUT,
+  'Progress goes to stderr: a bar on a terminal, lines otherwise (EDGETWIN_PROGRESS).',
+);
 export const RESTORE_HELP = helpText(
   `Usage: edgetwin restore --from DIR --state DIR
        edgetwin restore --verify --from DIR`,

@@ -5,14 +5,18 @@
  */
 import { existsSync } from 'node:fs';
 import { join } from 'node:path';
-import { loadCollectorConfig } from '../collector/config.js';
-import { DeviceRegistry, type DeviceCredential } from '../collector/registry/device-registry.js';
+import type { DeviceCredential } from '../collector/registry/device-registry.js';
 import { EdgetwinError, ErrorCodes } from '../common/errors.js';
 import { createSasToken } from '../common/sas-token.js';
 import { HELP_OPTION, intOption, parseSubcommand, str, usage, type OptionTable, type Subcommand } from './args.js';
 
 const COMMON: OptionTable = {
-  config: { type: 'string', value: 'FILE', help: 'collector config (the registry is auth.registryPath or <stateDir>/devices.db)', default: 'built-in defaults plus environment overrides' },
+  config: {
+    type: 'string',
+    value: 'FILE',
+    help: 'collector config (the registry is auth.registryPath or <stateDir>/devices.db)',
+    default: 'built-in defaults plus environment overrides',
+  },
   registry: { type: 'string', value: 'FILE', help: 'the registry file, instead of --config', default: 'from --config' },
   json: { type: 'boolean', help: 'machine-readable output on stdout' },
   ...HELP_OPTION,
@@ -34,14 +38,28 @@ Run 'edgetwin collector devices <add|list|revoke|token> --help' for each one's o
     usage: 'Usage: edgetwin collector devices add ID [options]',
     about: 'Registers a device and prints its credential once (a password is stored only as its scrypt hash).',
     options: {
-      auth: { type: 'string', value: 'KIND', help: 'sas (prints key and connection string) | password | x509 (TLS client certificate with CN = ID, signed by mqtt.tls.caFile)', default: 'sas' },
+      auth: {
+        type: 'string',
+        value: 'KIND',
+        help: 'sas (prints key and connection string) | password | x509 (TLS client certificate with CN = ID, signed by mqtt.tls.caFile)',
+        default: 'sas',
+      },
       gateway: { type: 'string', value: 'HOST[:PORT]', help: 'adds GatewayHostName= to the printed connection string', default: 'none' },
       ...COMMON,
     },
     args: ['ID'],
   },
-  list: { usage: 'Usage: edgetwin collector devices list [options]', about: 'Lists devices, their credential type and status (never secrets).', options: COMMON },
-  revoke: { usage: 'Usage: edgetwin collector devices revoke ID [options]', about: 'Revokes a device; a running collector disconnects it within auth.revocationPollMs.', options: COMMON, args: ['ID'] },
+  list: {
+    usage: 'Usage: edgetwin collector devices list [options]',
+    about: 'Lists devices, their credential type and status (never secrets).',
+    options: COMMON,
+  },
+  revoke: {
+    usage: 'Usage: edgetwin collector devices revoke ID [options]',
+    about: 'Revokes a device; a running collector disconnects it within auth.revocationPollMs.',
+    options: COMMON,
+    args: ['ID'],
+  },
   token: {
     usage: 'Usage: edgetwin collector devices token ID [options]',
     about: 'Prints a SAS token for a sas device: the password it connects with.',
@@ -55,11 +73,19 @@ export async function runCollectorDevices(argv: string[], out: (s: string) => vo
   if (!picked) return;
   const { key: action, name, values } = picked;
   const id = picked.positionals[0] ?? '';
+  // The collector's modules load only once the command line parsed: --help stays instant.
+  const [{ loadCollectorConfig }, { DeviceRegistry }] = await Promise.all([
+    import('../collector/config.js'),
+    import('../collector/registry/device-registry.js'),
+  ]);
   const cfg = loadCollectorConfig(str(values, 'config'));
   const path = str(values, 'registry') ?? cfg.auth.registryPath ?? join(cfg.stateDir, 'devices.db');
   // Only add may create a registry: a mistyped --registry or --config must not list an empty new one.
   if (action !== 'add' && !existsSync(path)) {
-    throw new EdgetwinError(ErrorCodes.NOT_FOUND, `no device registry at ${path} (auth.registryPath or <stateDir>/devices.db); check --config/--registry, or add a device first`);
+    throw new EdgetwinError(
+      ErrorCodes.NOT_FOUND,
+      `no device registry at ${path} (auth.registryPath or <stateDir>/devices.db); check --config/--registry, or add a device first`,
+    );
   }
   const registry = new DeviceRegistry(path);
   try {
@@ -76,7 +102,8 @@ export async function runCollectorDevices(argv: string[], out: (s: string) => vo
         if (values.json) return out(JSON.stringify({ ...added, ...(connectionString ? { connectionString } : {}), registry: path }));
         out(`device ${id} added (credential: ${auth}) in ${path}`);
         if (added.key) out(`primary key:       ${added.key}\nconnection string: ${connectionString}`);
-        if (added.password) out(`password:          ${added.password}\n(only its scrypt hash is stored: this is the only time it is shown)`);
+        if (added.password)
+          out(`password:          ${added.password}\n(only its scrypt hash is stored: this is the only time it is shown)`);
         if (auth === 'x509') out(`the device connects over TLS with a client certificate whose CN is "${id}", signed by mqtt.tls.caFile`);
         return;
       }
@@ -85,13 +112,19 @@ export async function runCollectorDevices(argv: string[], out: (s: string) => vo
         if (values.json) return out(JSON.stringify(devices));
         if (devices.length === 0) return out('no devices');
         for (const d of devices) {
-          out(`${d.id}\t${d.credential}\t${d.status}\t${new Date(d.createdAt).toISOString()}${d.revokedAt ? `\trevoked ${new Date(d.revokedAt).toISOString()}` : ''}`);
+          out(
+            `${d.id}\t${d.credential}\t${d.status}\t${new Date(d.createdAt).toISOString()}${d.revokedAt ? `\trevoked ${new Date(d.revokedAt).toISOString()}` : ''}`,
+          );
         }
         return;
       }
       case 'revoke': {
         if (!registry.revoke(id)) throw new EdgetwinError(ErrorCodes.NOT_FOUND, `no active device "${id}" in ${path}`);
-        out(values.json ? JSON.stringify({ id, status: 'revoked' }) : `device ${id} revoked; a running collector drops it within ${cfg.auth.revocationPollMs} ms`);
+        out(
+          values.json
+            ? JSON.stringify({ id, status: 'revoked' })
+            : `device ${id} revoked; a running collector drops it within ${cfg.auth.revocationPollMs} ms`,
+        );
         return;
       }
       case 'token': {

@@ -11,7 +11,17 @@ export interface Daemon {
   stop(): Promise<void>;
 }
 
-export async function runDaemon(name: string, daemon: Daemon, readyInfo: () => Record<string, unknown>): Promise<void> {
+/**
+ * `forceExitMs`: how long a graceful stop may take before the process exits anyway (code 1). The
+ * cloud passes 9 s: SIGTERM must end it within 10 s whatever its lakehouse writer is doing (issue 13);
+ * what it acknowledged is durable already, and an unfinished flush is redone at the next start.
+ */
+export async function runDaemon(
+  name: string,
+  daemon: Daemon,
+  readyInfo: () => Record<string, unknown>,
+  forceExitMs = 15_000,
+): Promise<void> {
   let stopping = false;
   const sd = createSdNotifier();
   const stop = async (why: string): Promise<void> => {
@@ -21,7 +31,7 @@ export async function runDaemon(name: string, daemon: Daemon, readyInfo: () => R
     const force = setTimeout(() => {
       process.stderr.write(`${name}: shutdown took too long, exiting\n`);
       process.exit(1);
-    }, 15_000);
+    }, forceExitMs);
     force.unref();
     try {
       await daemon.stop();

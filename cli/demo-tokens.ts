@@ -6,32 +6,37 @@
 import { chmodSync, existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { TokenStore } from '../cloud/auth/tokens.js';
-import { openCloudDb } from '../cloud/db.js';
+import { SqliteStore } from '../cloud/store/sqlite-store.js';
 
 export interface DemoTokens {
   admin: string;
   collector: string;
 }
 
-export function demoTokens(home: string, site: string): DemoTokens {
+export async function demoTokens(home: string, site: string): Promise<DemoTokens> {
   const file = join(home, 'tokens.json');
-  const db = openCloudDb(join(home, 'cloud'));
+  const db = await SqliteStore.open({ stateDir: join(home, 'cloud') });
   try {
-    const store = new TokenStore(db.db);
+    const store = new TokenStore(db);
     if (existsSync(file)) {
       const saved = JSON.parse(readFileSync(file, 'utf8')) as Partial<DemoTokens>;
-      if (saved.admin && saved.collector && store.lookup(saved.admin)?.role === 'admin' && store.lookup(saved.collector)?.site === site) {
+      if (
+        saved.admin &&
+        saved.collector &&
+        (await store.lookup(saved.admin))?.role === 'admin' &&
+        (await store.lookup(saved.collector))?.site === site
+      ) {
         return { admin: saved.admin, collector: saved.collector };
       }
     }
     const tokens: DemoTokens = {
-      admin: store.create({ role: 'admin', name: 'demo admin', createdBy: 'edgetwin demo' }).token,
-      collector: store.create({ role: 'collector', site, name: `demo collector ${site}`, createdBy: 'edgetwin demo' }).token,
+      admin: (await store.create({ role: 'admin', name: 'demo admin', createdBy: 'edgetwin demo' })).token,
+      collector: (await store.create({ role: 'collector', site, name: `demo collector ${site}`, createdBy: 'edgetwin demo' })).token,
     };
     writeFileSync(file, `${JSON.stringify(tokens, null, 2)}\n`, { mode: 0o600 });
     chmodSync(file, 0o600);
     return tokens;
   } finally {
-    db.close();
+    await db.close();
   }
 }

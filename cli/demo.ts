@@ -7,6 +7,7 @@ import { fork, type ChildProcess } from 'node:child_process';
 import { mkdirSync, openSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { StateLock } from '../common/state-lock.js';
 import { demoTokens } from './demo-tokens.js';
 
 export interface DemoOptions {
@@ -25,6 +26,20 @@ export interface Child {
   log: string;
 }
 
+/**
+ * Stops the daemons in the reverse of their start order — agents first (they flush into the
+ * collector), then the collector, then the cloud: SIGTERM, and SIGKILL after 10 s.
+ */
+export async function stopChildren(children: readonly Child[]): Promise<void> {
+  for (const c of [...children].reverse()) {
+    if (c.proc.exitCode !== null || c.proc.signalCode !== null) continue;
+    const exited = new Promise((r) => c.proc.once('exit', r));
+    c.proc.kill('SIGTERM');
+    await Promise.race([exited, new Promise((r) => setTimeout(r, 10_000))]);
+    if (c.proc.exitCode === null && c.proc.signalCode === null) c.proc.kill('SIGKILL');
+  }
+}
+
 const cliPath = fileURLToPath(new URL('./edgetwin.js', import.meta.url));
 
 function tail(file: string, lines = 15): string {
@@ -35,13 +50,28 @@ function tail(file: string, lines = 15): string {
   }
 }
 
-export function spawnDaemon(name: string, command: string, configFile: string, logDir: string, env?: NodeJS.ProcessEnv): Promise<{ child: Child; info: Record<string, unknown> }> {
+export function spawnDaemon(
+  name: string,
+  command: string,
+  configFile: string,
+  logDir: string,
+  env?: NodeJS.ProcessEnv,
+  readyTimeoutMs = 90_000,
+): Promise<{ child: Child; info: Record<string, unknown> }> {
   const log = join(logDir, `${name}.log`);
   const fd = openSync(log, 'a');
-  const proc = fork(cliPath, [command, '--config', configFile], { stdio: ['ignore', fd, fd, 'ipc'], ...(env ? { env: { ...process.env, ...env } } : {}) });
+  const proc = fork(cliPath, [command, '--config', configFile], {
+    stdio: ['ignore', fd, fd, 'ipc'],
+    ...(env ? { env: { ...process.env, ...env } } : {}),
+  });
   const child: Child = { name, proc, log };
   return new Promise((resolve, reject) => {
-    const timer = setTimeout(() => reject(new Error(`${name} did not become ready in 30 s; see ${log}\n${tail(log)}`)), 30_000);
+    // Generous: a cold start on a busy two-core gateway (DuckDB, migrations, model smoke tests) can take tens of seconds.
+    // Not ready in time: killed, not left running beside a next attempt (same port, same state).
+    const timer = setTimeout(() => {
+      proc.kill('SIGKILL');
+      reject(new Error(`${name} did not become ready in ${readyTimeoutMs / 1000} s; see ${log}\n${tail(log)}`));
+    }, readyTimeoutMs);
     proc.once('message', (m: { type?: string }) => {
       if (m?.type !== 'ready') return;
       clearTimeout(timer);
@@ -59,6 +89,9 @@ export async function runDemo(opts: DemoOptions): Promise<void> {
   const home = opts.home ?? join(process.env['EDGETWIN_HOME'] ?? 'var', 'demo');
   const logDir = join(home, 'logs');
   mkdirSync(logDir, { recursive: true });
+  // A second demo on the same home refuses here, naming the first. Held (referenced) until every
+  // child has stopped: a lock object left to the garbage collector would close, and release, early.
+  const lock = StateLock.acquire(home, 'edgetwin demo');
   const write = (name: string, cfg: unknown): string => {
     const f = join(home, `${name}.json`);
     writeFileSync(f, `${JSON.stringify(cfg, null, 2)}\n`);
@@ -70,14 +103,8 @@ export async function runDemo(opts: DemoOptions): Promise<void> {
   const stopAll = async (): Promise<void> => {
     if (stopping) return;
     stopping = true;
-    // Agents first (they flush into the collector), then the collector, then the cloud.
-    for (const c of [...children].reverse()) {
-      if (c.proc.exitCode !== null || c.proc.signalCode !== null) continue;
-      const exited = new Promise((r) => c.proc.once('exit', r));
-      c.proc.kill('SIGTERM');
-      await Promise.race([exited, new Promise((r) => setTimeout(r, 10_000))]);
-      if (c.proc.exitCode === null && c.proc.signalCode === null) c.proc.kill('SIGKILL');
-    }
+    await stopChildren(children);
+    lock.release();
   };
 
   const onSignal = (): void => {
@@ -92,8 +119,12 @@ export async function runDemo(opts: DemoOptions): Promise<void> {
 
   try {
     // Reads are open to anonymous callers (curl works as is); writes and ingest need the tokens.
-    const tokens = demoTokens(home, 'demo-site');
-    const cloudCfg = write('cloud', { stateDir: join(home, 'cloud'), http: { host: '127.0.0.1', port: opts.cloudPort }, auth: { anonymousRole: 'viewer' } });
+    const tokens = await demoTokens(home, 'demo-site');
+    const cloudCfg = write('cloud', {
+      stateDir: join(home, 'cloud'),
+      http: { host: '127.0.0.1', port: opts.cloudPort },
+      auth: { anonymousRole: 'viewer' },
+    });
     const cloud = await spawnDaemon('cloud', 'cloud', cloudCfg, logDir);
     children.push(cloud.child);
     const cloudUrl = String(cloud.info['url']);
@@ -112,7 +143,12 @@ export async function runDemo(opts: DemoOptions): Promise<void> {
     const agents = await Promise.all(
       Array.from({ length: opts.agents }, (_, i) => {
         const id = `sim-${i + 1}`;
-        const f = write(`agent-${id}`, { deviceId: id, stateDir: join(home, 'agents', id), uplink: { url: mqttUrl }, sources: { simulator: { intervalMs: 1000 } } });
+        const f = write(`agent-${id}`, {
+          deviceId: id,
+          stateDir: join(home, 'agents', id),
+          uplink: { url: mqttUrl },
+          sources: { simulator: { intervalMs: 1000 } },
+        });
         return spawnDaemon(`agent-${id}`, 'agent', f, logDir);
       }),
     );
@@ -121,7 +157,9 @@ export async function runDemo(opts: DemoOptions): Promise<void> {
     const targets = [
       { name: 'cloud', url: cloudUrl },
       { name: 'collector', url: `http://127.0.0.1:${String(collector.info['adminPort'])}` },
-      ...agents.filter((a) => a.info['adminPort']).map((a) => ({ name: `agent ${String(a.info['deviceId'])}`, url: `http://127.0.0.1:${String(a.info['adminPort'])}` })),
+      ...agents
+        .filter((a) => a.info['adminPort'])
+        .map((a) => ({ name: `agent ${String(a.info['deviceId'])}`, url: `http://127.0.0.1:${String(a.info['adminPort'])}` })),
     ];
     writeFileSync(join(home, 'status.json'), `${JSON.stringify({ targets }, null, 2)}\n`);
 
@@ -142,6 +180,7 @@ export async function runDemo(opts: DemoOptions): Promise<void> {
     out(`     curl -s "${cloudUrl}/v1/twins/sim-1/telemetry?metric=temperature&bucket=1m"`);
     out(`     curl -s -X PATCH -H 'authorization: Bearer ${tokens.admin}' -H 'if-match: *' \\`);
     out(`          -H 'content-type: application/json' -d '{"samplingIntervalMs":2000}' ${cloudUrl}/v1/twins/sim-1/desired`);
+    out(`     EDGETWIN_CLOUD_URL=${cloudUrl} EDGETWIN_TOKEN=${tokens.admin} node dist/cli/edgetwin.js invoke sim-1 getDiagnostics`);
     out('Ctrl-C stops everything; state is kept, so a second start resumes.');
 
     // A child that dies on its own takes the demo down rather than leaving it half-alive.

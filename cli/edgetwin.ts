@@ -9,7 +9,12 @@ import { ErrorCodes, errorMessage, isEdgetwinError } from '../common/errors.js';
 import { HELP_OPTION, helpText, intOption, parseCommand, str, usage, type OptionTable } from './args.js';
 
 const CONFIG_OPTION: OptionTable = {
-  config: { type: 'string', value: 'FILE', help: 'config file, JSON or YAML (docs/configuration.md)', default: 'built-in defaults plus environment overrides' },
+  config: {
+    type: 'string',
+    value: 'FILE',
+    help: 'config file, JSON or YAML (docs/configuration.md)',
+    default: 'built-in defaults plus environment overrides',
+  },
 };
 
 const DEMO_OPTIONS: OptionTable = {
@@ -29,11 +34,13 @@ Commands:
   collector   run the site collector (MQTT broker → SQLite spool → cloud)
               collector devices add|list|revoke|token: the device registry
   cloud       run the cloud ingest and twin API
-              cloud tokens create|list|revoke, cloud compact, cloud retention, cloud backfill: administration
+              cloud tokens create|list|revoke, cloud compact, cloud retention, cloud backfill, cloud migrate,
+              cloud audit verify: administration
   demo        run a cloud, a collector and three simulated agents on loopback
   backup      back up a daemon's state directory while it runs
   restore     restore (or --verify) a backup into a stopped daemon's state directory
-  status      one-screen health of running daemons (the demo's by default)`,
+  status      one-screen health of running daemons (the demo's by default)
+  invoke      call a direct method on a device through the cloud (edgetwin invoke DEVICE METHOD)`,
   `Run 'edgetwin <command> --help' for a command's options.
 Environment: EDGETWIN_HOME (state directory, default ./var), EDGETWIN_LOG_LEVEL (default info),
 EDGETWIN_PROGRESS (auto | bar | lines | off: progress of long commands, default auto).`,
@@ -63,7 +70,7 @@ EDGETWIN_EVENTHUBS_CONNECTION_STRING, EDGETWIN_EVENTHUBS_NAMESPACE, EDGETWIN_EVE
   ),
   cloud: helpText(
     `Usage: edgetwin cloud [--config FILE]
-       edgetwin cloud <tokens|compact|retention|backfill> ...   (run 'edgetwin cloud <sub> --help')`,
+       edgetwin cloud <tokens|compact|retention|backfill|migrate> ...   (run 'edgetwin cloud <sub> --help')`,
     { ...CONFIG_OPTION, ...HELP_OPTION },
     'Runs the cloud: ingest, twin API, lakehouse (Parquet history) and dashboard.',
     `Environment overrides: EDGETWIN_CLOUD_STATE_DIR, EDGETWIN_CLOUD_PORT,
@@ -88,20 +95,32 @@ async function runDaemonCommand(command: 'agent' | 'collector' | 'cloud', args: 
   const { runDaemon } = await import('./daemon.js');
   switch (command) {
     case 'agent': {
-      const [{ loadAgentConfig }, { createAgent }] = await Promise.all([import('../agent/config.js'), import('../agent/models/create-agent.js')]);
+      const [{ loadAgentConfig }, { createAgent }] = await Promise.all([import('../agent/config.js'), import('../agent/create-agent.js')]);
       const cfg = loadAgentConfig(str(values, 'config'));
       const agent = await createAgent(cfg);
-      return runDaemon('agent', agent, () => ({ deviceId: cfg.deviceId, epoch: agent.identity.epoch, adminPort: agent.adminPort, httpPort: agent.httpPort }));
+      return runDaemon('agent', agent, () => ({
+        deviceId: cfg.deviceId,
+        epoch: agent.identity.epoch,
+        adminPort: agent.adminPort,
+        httpPort: agent.httpPort,
+      }));
     }
     case 'collector': {
-      const [{ loadCollectorConfig }, { Collector }] = await Promise.all([import('../collector/config.js'), import('../collector/collector.js')]);
+      const [{ loadCollectorConfig }, { Collector }] = await Promise.all([
+        import('../collector/config.js'),
+        import('../collector/collector.js'),
+      ]);
       const collector = new Collector(loadCollectorConfig(str(values, 'config')));
-      return runDaemon('collector', collector, () => ({ mqttPort: collector.mqttPort, ports: collector.ports, adminPort: collector.adminPort }));
+      return runDaemon('collector', collector, () => ({
+        mqttPort: collector.mqttPort,
+        ports: collector.ports,
+        adminPort: collector.adminPort,
+      }));
     }
     case 'cloud': {
       const [{ loadCloudConfig }, { Cloud }] = await Promise.all([import('../cloud/config.js'), import('../cloud/cloud.js')]);
       const cloud = new Cloud(loadCloudConfig(str(values, 'config')));
-      return runDaemon('cloud', cloud, () => ({ url: cloud.url, port: cloud.port }));
+      return runDaemon('cloud', cloud, () => ({ url: cloud.url, port: cloud.port }), 9_000);
     }
   }
 }
@@ -125,7 +144,7 @@ const COMMANDS: Record<string, (args: string[]) => Promise<void>> = {
     return runCollectorDevices(a.slice(1));
   },
   cloud: async (a) => {
-    if (!['tokens', 'compact', 'retention', 'backfill'].includes(a[0] ?? '')) return runDaemonCommand('cloud', a);
+    if (!['tokens', 'compact', 'retention', 'backfill', 'migrate', 'audit'].includes(a[0] ?? '')) return runDaemonCommand('cloud', a);
     const { runCloudAdmin } = await import('./cloud-admin.js');
     return runCloudAdmin(a);
   },
@@ -133,6 +152,10 @@ const COMMANDS: Record<string, (args: string[]) => Promise<void>> = {
   status: async (a) => {
     const { runStatus } = await import('./status.js');
     process.exitCode = await runStatus(a, print);
+  },
+  invoke: async (a) => {
+    const { runInvoke } = await import('./invoke.js');
+    process.exitCode = await runInvoke(a, print);
   },
   backup: async (a) => (await import('./backup.js')).runBackupCommand('backup', a, print),
   restore: async (a) => (await import('./backup.js')).runBackupCommand('restore', a, print),

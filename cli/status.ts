@@ -6,10 +6,16 @@
 import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { EdgetwinError, ErrorCodes, errorMessage } from '../common/errors.js';
+import { redactUrl } from '../common/redact.js';
 import { HELP_OPTION, helpText, intOption, parseCommand, str, type OptionTable } from './args.js';
 
 const STATUS_OPTIONS: OptionTable = {
-  token: { type: 'string', value: 'TOKEN', help: 'bearer token for the cloud; reads are open in the demo', default: 'env EDGETWIN_TOKEN, else none' },
+  token: {
+    type: 'string',
+    value: 'TOKEN',
+    help: 'bearer token for the cloud; reads are open in the demo',
+    default: 'env EDGETWIN_TOKEN, else none',
+  },
   json: { type: 'boolean', help: 'print the raw health documents as JSON' },
   'timeout-ms': { type: 'string', value: 'N', help: 'per-daemon timeout', unit: 'ms', default: '3000' },
   ...HELP_OPTION,
@@ -45,7 +51,10 @@ export function describe(h: Json): { kind: string; line: string } {
     const sinks = Object.entries((h['sinks'] ?? {}) as Record<string, Json>)
       .map(([k, v]) => `${k} ${v['ok'] ? 'ok' : `FAILING (${String(v['lastError'] ?? '?').slice(0, 60)})`}`)
       .join(', ');
-    return { kind: 'collector', line: `clients ${n(h['clients'])} · spool ${n(spool['rows'])} rows / ${n(spool['bytes'])} B · sinks ${sinks || 'none'}` };
+    return {
+      kind: 'collector',
+      line: `clients ${n(h['clients'])} · spool ${n(spool['rows'])} rows / ${n(spool['bytes'])} B · sinks ${sinks || 'none'}`,
+    };
   }
   if (h['outbox'] && typeof h['outbox'] === 'object') {
     const o = h['outbox'] as Json;
@@ -80,7 +89,11 @@ export function describe(h: Json): { kind: string; line: string } {
 
 function targetsFromDemo(): Target[] {
   const file = join(process.env['EDGETWIN_HOME'] ?? 'var', 'demo', 'status.json');
-  if (!existsSync(file)) throw new EdgetwinError(ErrorCodes.USAGE, `no URL given and no running demo found (${file}); pass daemon URLs, e.g. edgetwin status http://127.0.0.1:8480`);
+  if (!existsSync(file))
+    throw new EdgetwinError(
+      ErrorCodes.USAGE,
+      `no URL given and no running demo found (${file}); pass daemon URLs, e.g. edgetwin status http://127.0.0.1:8480`,
+    );
   return (JSON.parse(readFileSync(file, 'utf8')) as { targets: Target[] }).targets;
 }
 
@@ -105,11 +118,17 @@ export async function runStatus(args: string[], out: (l: string) => void): Promi
     }),
   );
   if (values.json) {
-    out(JSON.stringify(results.map(({ name, url, ok, health, error }) => ({ name, url, ok, health, error })), null, 2));
+    out(
+      JSON.stringify(
+        results.map(({ name, url, ok, health, error }) => ({ name, url: redactUrl(url), ok, health, error })),
+        null,
+        2,
+      ),
+    );
   } else {
     const rows = results.map((r) => {
       const d = r.health ? describe(r.health) : { kind: '?', line: `unreachable: ${r.error}` };
-      return [r.name || d.kind, r.url, r.ok ? 'ok' : 'NOT OK', d.line];
+      return [r.name || d.kind, redactUrl(r.url), r.ok ? 'ok' : 'NOT OK', d.line];
     });
     const w = [0, 1, 2].map((i) => Math.max(...rows.map((r) => r[i]!.length)));
     for (const r of rows) out(`${r[0]!.padEnd(w[0]!)}  ${r[1]!.padEnd(w[1]!)}  ${r[2]!.padEnd(w[2]!)}  ${r[3]}`);

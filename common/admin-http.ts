@@ -4,24 +4,18 @@
  */
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
+import Type, { type Static } from 'typebox';
+import { Section } from './config.js';
 import type { Registry } from './metrics.js';
 
-export interface AdminHttpConfig {
-  enabled: boolean;
-  host: string;
-  /** 0 picks a free port. */
-  port: number;
-}
+/** A listener's host and port (0 picks a free port); the admin server's defaults: loopback, any port. */
+export const listenerProperties = (host = '127.0.0.1', port = 0) => ({
+  host: Type.String({ minLength: 1, default: host }),
+  port: Type.Integer({ minimum: 0, maximum: 65535, default: port }),
+});
 
-export const adminHttpConfigSchema = {
-  type: 'object',
-  additionalProperties: false,
-  properties: {
-    enabled: { type: 'boolean' },
-    host: { type: 'string', minLength: 1 },
-    port: { type: 'integer', minimum: 0, maximum: 65535 },
-  },
-} as const;
+export const adminHttpConfigSchema = Section({ enabled: Type.Boolean({ default: true }), ...listenerProperties() });
+export type AdminHttpConfig = Static<typeof adminHttpConfigSchema>;
 
 export interface Health {
   ok: boolean;

@@ -1,6 +1,18 @@
+import Type from 'typebox';
+import { Section } from './config.js';
+
 export interface BackoffConfig {
   initialMs: number;
   maxMs: number;
+}
+
+/** The one schema of a `backoff` config section; each retry loop passes its own defaults. */
+export function backoffConfigSchema(defaults: BackoffConfig) {
+  return Section({
+    /** First wait; each failure doubles the bound up to maxMs, and the wait is drawn in [initialMs/2, bound]. */
+    initialMs: Type.Integer({ minimum: 1, default: defaults.initialMs }),
+    maxMs: Type.Integer({ minimum: 1, default: defaults.maxMs }),
+  });
 }
 
 /**
@@ -9,7 +21,10 @@ export interface BackoffConfig {
  */
 export class Backoff {
   private attempt = 0;
-  constructor(private readonly cfg: BackoffConfig, private readonly random: () => number = Math.random) {}
+  constructor(
+    private readonly cfg: BackoffConfig,
+    private readonly random: () => number = Math.random,
+  ) {}
 
   next(): number {
     const cap = Math.min(this.cfg.maxMs, this.cfg.initialMs * 2 ** this.attempt);

@@ -9,6 +9,7 @@ import { copyFileSync, existsSync, mkdirSync, readFileSync, readdirSync, renameS
 import { dirname, join, relative } from 'node:path';
 import Database from 'better-sqlite3';
 import { EdgetwinError, ErrorCodes } from './errors.js';
+import { LOCK_FILE, LOCK_INFO_FILE, StateLock } from './state-lock.js';
 
 export const MANIFEST = 'edgetwin-backup.json';
 
@@ -34,7 +35,9 @@ function walk(dir: string, root = dir): string[] {
   for (const e of readdirSync(dir, { withFileTypes: true })) {
     const p = join(dir, e.name);
     if (e.isDirectory()) out.push(...walk(p, root));
-    else if (e.isFile() && !SKIP.test(e.name) && e.name !== MANIFEST) out.push(relative(root, p));
+    // The lock files belong to the running daemon, not to its state; reading the lock file here would
+    // even drop the daemon's lock if this ran in its process (POSIX locks die with any close of the file).
+    else if (e.isFile() && !SKIP.test(e.name) && ![MANIFEST, LOCK_FILE, LOCK_INFO_FILE].includes(e.name)) out.push(relative(root, p));
   }
   return out.sort();
 }
@@ -49,9 +52,14 @@ function sha256(file: string): string {
 }
 
 /** `onFile` gets each file once copied, with how many are done out of how many (for progress). */
-export async function backup(stateDir: string, outDir: string, onFile?: (f: BackupFile, done: number, total: number) => void): Promise<BackupManifest> {
+export async function backup(
+  stateDir: string,
+  outDir: string,
+  onFile?: (f: BackupFile, done: number, total: number) => void,
+): Promise<BackupManifest> {
   if (!existsSync(stateDir)) throw new EdgetwinError(ErrorCodes.USAGE, `state directory ${stateDir} does not exist`);
-  if (existsSync(join(outDir, MANIFEST))) throw new EdgetwinError(ErrorCodes.USAGE, `${outDir} already holds a backup; choose an empty directory`);
+  if (existsSync(join(outDir, MANIFEST)))
+    throw new EdgetwinError(ErrorCodes.USAGE, `${outDir} already holds a backup; choose an empty directory`);
   const files: BackupFile[] = [];
   const rels = walk(stateDir);
   for (const rel of rels) {
@@ -103,13 +111,35 @@ export function verifyBackup(backupDir: string): string[] {
 }
 
 /**
- * Restores into stateDir, which must not be in use (stop the daemon first). An existing state
- * directory is moved aside to `<stateDir>.before-restore-<time>`, never deleted.
+ * Restores into stateDir, which must not be in use: the daemon's state lock is taken for the whole
+ * restore, so a running daemon makes it fail (EDGETWIN_ERR_STATE_LOCKED, naming the daemon) and a
+ * daemon started meanwhile waits for nothing but refuses. An existing state directory is moved
+ * aside to `<stateDir>.before-restore-<time>`, never deleted.
  */
-export function restore(backupDir: string, stateDir: string, onFile?: (done: number, total: number) => void): { files: number; movedAside?: string } {
+export function restore(
+  backupDir: string,
+  stateDir: string,
+  onFile?: (done: number, total: number) => void,
+): { files: number; movedAside?: string } {
   const problems = verifyBackup(backupDir);
-  if (problems.length) throw new EdgetwinError(ErrorCodes.STORE_CORRUPT, `backup ${backupDir} is damaged: ${problems.slice(0, 5).join('; ')}`);
+  if (problems.length)
+    throw new EdgetwinError(ErrorCodes.STORE_CORRUPT, `backup ${backupDir} is damaged: ${problems.slice(0, 5).join('; ')}`);
   const manifest = readManifest(backupDir);
+  const lock = existsSync(stateDir) ? StateLock.acquire(stateDir, 'edgetwin restore') : undefined;
+  try {
+    return restoreLocked(manifest, backupDir, stateDir, lock, onFile);
+  } finally {
+    lock?.release();
+  }
+}
+
+function restoreLocked(
+  manifest: BackupManifest,
+  backupDir: string,
+  stateDir: string,
+  lock: StateLock | undefined,
+  onFile?: (done: number, total: number) => void,
+): { files: number; movedAside?: string } {
   const staging = `${stateDir}.restoring-${process.pid}`;
   rmSync(staging, { recursive: true, force: true });
   for (const [i, f] of manifest.files.entries()) {
@@ -122,6 +152,7 @@ export function restore(backupDir: string, stateDir: string, onFile?: (done: num
   if (existsSync(stateDir)) {
     movedAside = `${stateDir}.before-restore-${new Date().toISOString().replace(/[:.]/g, '-')}`;
     renameSync(stateDir, movedAside);
+    lock?.movedTo(movedAside);
   }
   mkdirSync(dirname(stateDir), { recursive: true });
   renameSync(staging, stateDir);

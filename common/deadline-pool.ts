@@ -1,18 +1,17 @@
 /**
  * An undici keep-alive pool whose every exchange (connect, headers and the body read by `io`) runs
- * under one deadline. undici's own timeouts are not enough: when a process's first connection is
- * accepted and closed at once (an L4 proxy whose backend is down), a request can stay pending with
- * no socket and ignore its AbortSignal. On the deadline (or `stop`) the pool is destroyed without
- * waiting — a wedged pool's destroy() may never resolve — and a fresh one takes its place.
+ * under its own deadline (the pool's `timeoutMs`, or the call's). undici's own timeouts are not
+ * enough: when a process's first connection is accepted and closed at once (an L4 proxy whose
+ * backend is down), a request can stay pending with no socket and ignore its AbortSignal. On a
+ * deadline the caller is answered at once and a fresh pool takes the old one's place for new
+ * exchanges; the old pool is closed in the background, letting the other exchanges in flight on it
+ * finish within their own deadlines, and destroyed without waiting after the longest of them — a
+ * wedged pool's destroy() may never resolve. Several users (the collector's ingest, feed,
+ * heartbeat and model downloads) can so share one pool without one's timeout cutting another's
+ * exchange short. `close` ends everything at once.
  */
 import { Pool } from 'undici';
-
-export class DeadlineError extends Error {
-  constructor(message: string, readonly timedOut: boolean) {
-    super(message);
-    this.name = 'DeadlineError';
-  }
-}
+import { DeadlineError } from './errors.js';
 
 export class DeadlinePool {
   private pool: Pool | undefined;
@@ -34,33 +33,56 @@ export class DeadlinePool {
     return this.pool;
   }
 
+  /** The longest deadline of any exchange so far: how long a retired pool may still have exchanges in flight. */
+  private longestMs = 0;
+
+  /** New exchanges go to a fresh pool; this one closes once its exchanges are done, and is destroyed after the longest deadline. */
   private retire(pool: Pool): void {
-    if (this.pool === pool) this.pool = undefined;
-    pool.destroy().catch(() => undefined);
+    if (this.pool !== pool) return;
+    this.pool = undefined;
+    const timer = setTimeout(() => pool.destroy().catch(() => undefined), this.longestMs);
+    timer.unref();
+    pool.close().then(
+      () => clearTimeout(timer),
+      () => undefined,
+    );
   }
 
-  /** Runs `io` on the pool; rejects with DeadlineError when it outlasts `timeoutMs` or the pool is closed. */
-  async run<T>(io: (pool: Pool, signal: AbortSignal) => Promise<T>, what: string): Promise<T> {
-    if (this.stop.signal.aborted) throw new DeadlineError(`${what}: client closed`, false);
+  /**
+   * Runs `io` on the pool; rejects with DeadlineError when it outlasts its deadline (`timeoutMs`,
+   * default the pool's), when `signal` aborts (the caller is stopping) or when the pool is closed.
+   */
+  async run<T>(
+    io: (pool: Pool, signal: AbortSignal) => Promise<T>,
+    what: string,
+    opts: { timeoutMs?: number; signal?: AbortSignal } = {},
+  ): Promise<T> {
+    if (this.stop.signal.aborted || opts.signal?.aborted) throw new DeadlineError(`${what}: client closed`, false);
+    const timeoutMs = opts.timeoutMs ?? this.opts.timeoutMs;
+    this.longestMs = Math.max(this.longestMs, timeoutMs);
     const pool = this.current();
     const ac = new AbortController();
     let timer: NodeJS.Timeout | undefined;
     let onStop: (() => void) | undefined;
     const cut = new Promise<never>((_, reject) => {
-      const fail = (err: DeadlineError): void => {
+      const fail = (err: DeadlineError, retire: boolean): void => {
         ac.abort(err);
-        this.retire(pool);
+        if (retire) this.retire(pool);
         reject(err);
       };
-      timer = setTimeout(() => fail(new DeadlineError(`${what} did not complete within ${this.opts.timeoutMs} ms`, true)), this.opts.timeoutMs);
-      onStop = () => fail(new DeadlineError(`${what}: client closed`, false));
+      timer = setTimeout(() => fail(new DeadlineError(`${what} did not complete within ${timeoutMs} ms`, true), true), timeoutMs);
+      onStop = () => fail(new DeadlineError(`${what}: client closed`, false), false);
       this.stop.signal.addEventListener('abort', onStop, { once: true });
+      opts.signal?.addEventListener('abort', onStop, { once: true });
     });
     try {
       return await Promise.race([io(pool, ac.signal), cut]);
     } finally {
       clearTimeout(timer);
-      if (onStop) this.stop.signal.removeEventListener('abort', onStop);
+      if (onStop) {
+        this.stop.signal.removeEventListener('abort', onStop);
+        opts.signal?.removeEventListener('abort', onStop);
+      }
     }
   }
 
@@ -71,7 +93,13 @@ export class DeadlinePool {
     this.pool = undefined;
     if (!pool) return;
     let timer: NodeJS.Timeout | undefined;
-    const closed = await Promise.race([pool.close().then(() => true, () => false), new Promise<boolean>((r) => (timer = setTimeout(() => r(false), graceMs)))]);
+    const closed = await Promise.race([
+      pool.close().then(
+        () => true,
+        () => false,
+      ),
+      new Promise<boolean>((r) => (timer = setTimeout(() => r(false), graceMs))),
+    ]);
     clearTimeout(timer);
     if (!closed) pool.destroy().catch(() => undefined);
   }

@@ -21,6 +21,12 @@ export function gauge(registry: Registry, name: string, help: string, labelNames
   return new Gauge({ name, help, labelNames, registers: [registry] });
 }
 
-export function histogram(registry: Registry, name: string, help: string, labelNames: string[] = [], buckets?: number[]): Histogram<string> {
+export function histogram(
+  registry: Registry,
+  name: string,
+  help: string,
+  labelNames: string[] = [],
+  buckets?: number[],
+): Histogram<string> {
   return new Histogram({ name, help, labelNames, registers: [registry], ...(buckets ? { buckets } : {}) });
 }

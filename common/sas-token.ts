@@ -16,7 +16,9 @@ export interface SasToken {
 }
 
 function sign(uri: string, expiry: number, keyBase64: string): string {
-  return createHmac('sha256', Buffer.from(keyBase64, 'base64')).update(`${encodeURIComponent(uri)}\n${expiry}`).digest('base64');
+  return createHmac('sha256', Buffer.from(keyBase64, 'base64'))
+    .update(`${encodeURIComponent(uri)}\n${expiry}`)
+    .digest('base64');
 }
 
 export function createSasToken(uri: string, keyBase64: string, expiresAtS: number, keyName?: string): string {

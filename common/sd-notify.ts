@@ -28,9 +28,12 @@ export function createSdNotifier(env: NodeJS.ProcessEnv = process.env, send: (st
     },
     startWatchdog(healthy) {
       if (!active || !(watchdogUs > 0)) return;
-      timer = setInterval(() => {
-        if (healthy()) send('WATCHDOG=1');
-      }, Math.max(1000, Math.floor(watchdogUs / 2000)));
+      timer = setInterval(
+        () => {
+          if (healthy()) send('WATCHDOG=1');
+        },
+        Math.max(1000, Math.floor(watchdogUs / 2000)),
+      );
       timer.unref();
     },
     stop() {

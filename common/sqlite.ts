@@ -5,6 +5,7 @@
 import { existsSync, mkdirSync, renameSync } from 'node:fs';
 import { dirname } from 'node:path';
 import Database from 'better-sqlite3';
+import { EdgetwinError, ErrorCodes, JournalModeRefused, storeErrorCode } from './errors.js';
 import type { Logger } from './log.js';
 
 export type SqliteDb = Database.Database;
@@ -81,13 +82,6 @@ function tryOpen(opts: OpenDbOptions): SqliteDb {
   }
 }
 
-/** The file could not be put in the requested journal mode (another connection has it open). */
-export class JournalModeRefused extends Error {
-  constructor(readonly path: string, readonly wanted: JournalMode, readonly got: string) {
-    super(`${path}: journal_mode stays "${got}", "${wanted}" was asked for (another process has the file open?)`);
-  }
-}
-
 /** Another process holding a lock is contention, not corruption: retried by the caller, never quarantined. */
 function isContention(err: unknown): boolean {
   const code = (err as { code?: unknown }).code;
@@ -100,6 +94,12 @@ export function openDatabase(opts: OpenDbOptions): OpenedDb {
     return { db: tryOpen(opts) };
   } catch (err) {
     if (opts.path === ':memory:' || !existsSync(opts.path) || isContention(err)) throw err;
+    // A full disk is no corruption: moving the file aside would hide every row it holds. Refused
+    // with its own code (the daemon retries or stops); the file stays as it is.
+    if (storeErrorCode(err) === ErrorCodes.DISK_FULL) {
+      opts.log?.error({ code: ErrorCodes.DISK_FULL, path: opts.path, err }, 'database cannot be opened: the disk is full');
+      throw new EdgetwinError(ErrorCodes.DISK_FULL, `${opts.path}: the disk is full`, { cause: err });
+    }
     const quarantinedTo = `${opts.path}.corrupt-${new Date().toISOString().replace(/[:.]/g, '-')}`;
     renameSync(opts.path, quarantinedTo);
     // A rollback journal belongs to its file: left behind, it would be "replayed" into the fresh one.
@@ -107,7 +107,7 @@ export function openDatabase(opts: OpenDbOptions): OpenedDb {
       if (existsSync(opts.path + suffix)) renameSync(opts.path + suffix, quarantinedTo + suffix);
     }
     opts.log?.error(
-      { code: 'EDGETWIN_ERR_STORE_CORRUPT', path: opts.path, quarantinedTo, err: (err as Error).message },
+      { code: 'EDGETWIN_ERR_STORE_CORRUPT', path: opts.path, quarantinedTo, err },
       'database unreadable or corrupt: moved aside, starting with a fresh one',
     );
     return { db: tryOpen(opts), quarantinedTo };

@@ -3,7 +3,9 @@
 #   npm run package:agent [-- [--no-build] [--reuse-node-modules] [OUT.tar.gz]]
 #     -> edgetwin-agent-<version>-linux-<arch>.tar.gz (this machine's arch)
 # Native modules (better-sqlite3, onnxruntime-node) are those of the build machine: build on (or
-# for) the target architecture — see docs/deploy.md for arm64.
+# for) the target architecture — see docs/deploy.md for arm64. Only what the agent loads ships
+# (deploy/agent-deps.mjs: its modules of dist/ and their npm packages), not the cloud's or the
+# collector's (DuckDB, fastify, aedes, the Azure SDKs). Sizes unpacked go to stderr.
 #   --no-build             package the dist/ that is already there (CI builds once, then packages)
 #   --reuse-node-modules   copy this checkout's node_modules and prune dev dependencies instead of a
 #                          fresh `npm ci --omit=dev` (offline, no recompiling better-sqlite3)
@@ -31,7 +33,11 @@ trap 'rm -rf "$stage"' EXIT
 [ -f "$root/dist/cli/edgetwin.js" ] || { echo "package-agent: $root/dist is not built (npm run build)" >&2; exit 1; }
 mkdir -p "$stage/edgetwin"
 cp -a "$root/dist" "$root/package.json" "$root/package-lock.json" "$root/.npmrc" "$stage/edgetwin/"
-[ -d "$root/models" ] && cp -a "$root/models" "$stage/edgetwin/"
+# The models the agent runs: the manifest, the ONNX files and their cards (not the training code).
+if [ -f "$root/models/manifest.json" ]; then
+  (cd "$root" && find models \( -name manifest.json -o -name '*.onnx' -o -name MODEL_CARD.md \) -print0 | tar --null -T - -cf -) |
+    tar -C "$stage/edgetwin" -xf -
+fi
 cp -a "$root/deploy/systemd" "$stage/edgetwin/systemd"
 # Production dependencies only, compiled here; no toolchain is needed on the device.
 if [ "$reuse" = 1 ]; then
@@ -40,11 +46,16 @@ if [ "$reuse" = 1 ]; then
 else
   (cd "$stage/edgetwin" && npm ci --omit=dev --no-audit --no-fund >/dev/null)
 fi
+# Only the agent's own packages and modules stay.
+node "$root/deploy/agent-deps.mjs" "$stage/edgetwin" --prune >/dev/null
 # onnxruntime-node ships the runtime of every platform (≈ 290 MB); a device needs only its own.
 ort="$stage/edgetwin/node_modules/onnxruntime-node/bin"
 if [ -d "$ort" ]; then
   find "$ort" -mindepth 3 -maxdepth 3 -type d ! -path "*/linux/$arch" -exec rm -rf {} +
   find "$ort" -mindepth 2 -maxdepth 2 -type d -empty -delete
 fi
+total=$(du -sk "$stage/edgetwin" | cut -f1)
+ort_kb=$(du -sk "$stage/edgetwin/node_modules/onnxruntime-node" 2>/dev/null | cut -f1 || echo 0)
+echo "package-agent: unpacked $((total / 1024)) MiB, of which onnxruntime-node $((ort_kb / 1024)) MiB" >&2
 tar -C "$stage" -czf "$out" edgetwin
 echo "$out"

@@ -6,117 +6,46 @@
  * skipped. Progress shows as a bar on a terminal, as log lines otherwise. A replay starts from the
  * top of the file at every agent start.
  */
-import { createReadStream, statSync } from 'node:fs';
-import { basename, extname } from 'node:path';
+import { statSync } from 'node:fs';
+import { basename } from 'node:path';
+import Type, { type Static } from 'typebox';
 import { sleep } from '../../common/backoff.js';
-import { EdgetwinError, ErrorCodes } from '../../common/errors.js';
-import { METRIC_PATTERN } from '../../common/record.js';
+import { configDefaults, Section } from '../../common/config.js';
+import { csvRows } from '../../common/csv.js';
+import { METRIC_PATTERN } from '../../common/wire/record.js';
 import type { Source, SourceContext, SourceReading } from '../types.js';
-import { readLines } from './lines.js';
-import { ReplayProgress, type ProgressMode, type ProgressOutput } from './progress.js';
+import { ReplayProgress, type ProgressOutput } from './progress.js';
 
-export interface CsvColumn {
-  column: string;
-  metric?: string;
-  unit?: string;
-}
+const csvColumnSchema = Section({
+  column: Type.String({ minLength: 1 }),
+  metric: Type.Optional(Type.String({ pattern: METRIC_PATTERN })),
+  unit: Type.Optional(Type.String({ maxLength: 32 })),
+});
+export type CsvColumn = Static<typeof csvColumnSchema>;
 
-export interface CsvReplayConfig {
-  enabled: boolean;
-  /** Required when enabled. */
-  file?: string;
-  /** 1: real time; N: N× faster; 0: as fast as the agent takes them. */
-  speed: number;
-  timestampColumn: string;
-  /** Which columns become which metrics; default: every other column, named after its header (NAB's `value`: after the file). */
-  columns?: CsvColumn[];
-  /** Unit of columns that `columns` does not give one. */
-  unit: string;
-  timestamps: 'original' | 'now';
-  loop: boolean;
-  progress: ProgressMode;
-}
-
-export const csvReplayDefaults: CsvReplayConfig = {
-  enabled: false,
-  speed: 1,
-  timestampColumn: 'timestamp',
-  unit: '1',
-  timestamps: 'original',
-  loop: false,
-  progress: 'auto',
-};
-
-export const csvReplayConfigSchema = {
-  type: 'object',
-  additionalProperties: false,
-  if: { properties: { enabled: { const: true } }, required: ['enabled'] },
-  then: { required: ['file'] },
-  properties: {
-    enabled: { type: 'boolean' },
-    file: { type: 'string', minLength: 1 },
-    speed: { type: 'number', minimum: 0 },
-    timestampColumn: { type: 'string', minLength: 1 },
-    columns: {
-      type: 'array',
-      minItems: 1,
-      items: {
-        type: 'object',
-        additionalProperties: false,
-        required: ['column'],
-        properties: {
-          column: { type: 'string', minLength: 1 },
-          metric: { type: 'string', pattern: METRIC_PATTERN },
-          unit: { type: 'string', maxLength: 32 },
-        },
-      },
-    },
-    unit: { type: 'string', maxLength: 32 },
-    timestamps: { enum: ['original', 'now'] },
-    loop: { type: 'boolean' },
-    progress: { enum: ['auto', 'bar', 'lines', 'off'] },
+export const csvReplayConfigSchema = Section(
+  {
+    enabled: Type.Boolean({ default: false }),
+    /** Required when enabled. */
+    file: Type.Optional(Type.String({ minLength: 1 })),
+    /** 1: real time; N: N× faster; 0: as fast as the agent takes them. */
+    speed: Type.Number({ minimum: 0, default: 1 }),
+    timestampColumn: Type.String({ minLength: 1, default: 'timestamp' }),
+    /** Which columns become which metrics; default: every other column, named after its header (NAB's `value`: after the file). */
+    columns: Type.Optional(Type.Array(csvColumnSchema, { minItems: 1 })),
+    /** Unit of columns that `columns` does not give one. */
+    unit: Type.String({ maxLength: 32, default: '1' }),
+    timestamps: Type.Enum(['original', 'now'], { default: 'original' }),
+    loop: Type.Boolean({ default: false }),
+    progress: Type.Enum(['auto', 'bar', 'lines', 'off'], { default: 'auto' }),
   },
-} as const;
+  { if: { properties: { enabled: { const: true } }, required: ['enabled'] }, then: { required: ['file'] } },
+);
+export type CsvReplayConfig = Static<typeof csvReplayConfigSchema>;
+export const csvReplayDefaults: CsvReplayConfig = configDefaults(csvReplayConfigSchema);
 
-/** One CSV record; quoted fields may hold commas and doubled quotes. */
-export function parseCsvLine(line: string): string[] {
-  if (!line.includes('"')) return line.split(',').map((f) => f.trim());
-  const out: string[] = [];
-  let cur = '';
-  let quoted = false;
-  for (let i = 0; i < line.length; i++) {
-    const c = line[i]!;
-    if (quoted) {
-      if (c === '"' && line[i + 1] === '"') {
-        cur += '"';
-        i++;
-      } else if (c === '"') quoted = false;
-      else cur += c;
-    } else if (c === '"') quoted = true;
-    else if (c === ',') {
-      out.push(cur.trim());
-      cur = '';
-    } else cur += c;
-  }
-  out.push(cur.trim());
-  return out;
-}
-
-/** NAB's `2014-02-14 14:27:00` (UTC), ISO 8601, or epoch seconds / milliseconds. */
-export function parseTimestamp(s: string): number {
-  if (/^\d+(\.\d+)?$/.test(s)) {
-    const n = Number(s);
-    return Math.round(n < 1e11 ? n * 1000 : n);
-  }
-  const iso = /^\d{4}-\d{2}-\d{2} \d{2}:\d{2}(:\d{2}(\.\d+)?)?$/.test(s) ? `${s.replace(' ', 'T')}Z` : s;
-  return Date.parse(iso);
-}
-
-interface Mapping {
-  index: number;
-  metric: string;
-  unit: string;
-}
+/** CSV parsing (header, rows, timestamps) is common/csv.ts, shared with the CLI's backfill. */
+export { parseCsvLine, parseCsvTimestamp as parseTimestamp } from '../../common/csv.js';
 
 const GROUP = 1000;
 
@@ -125,23 +54,10 @@ export class CsvReplaySource implements Source {
   /** Data rows read (good or refused), for progress. */
   rows = 0;
 
-  constructor(private readonly cfg: CsvReplayConfig, private readonly progressOut?: ProgressOutput) {}
-
-  private mappings(header: string[]): Mapping[] {
-    const file = this.cfg.file!;
-    const tsCol = this.cfg.timestampColumn;
-    if (!header.includes(tsCol)) throw new EdgetwinError(ErrorCodes.SOURCE, `${file}: no "${tsCol}" column in the header (${header.join(',')})`);
-    const nab = header.length === 2 && header[1] === 'value';
-    const fileMetric = basename(file, extname(file)).replace(/[^A-Za-z0-9_.:-]/g, '_').replace(/^([^A-Za-z_])/, '_$1');
-    const wanted: CsvColumn[] = this.cfg.columns ?? header.filter((h) => h !== tsCol).map((column) => ({ column }));
-    return wanted.map((c) => {
-      const index = header.indexOf(c.column);
-      if (index < 0) throw new EdgetwinError(ErrorCodes.SOURCE, `${file}: no column "${c.column}" (header: ${header.join(',')})`);
-      const metric = c.metric ?? (nab && c.column === 'value' ? fileMetric : c.column);
-      if (!new RegExp(METRIC_PATTERN).test(metric)) throw new EdgetwinError(ErrorCodes.SOURCE, `${file}: column "${c.column}" is not a valid metric name; map it in sources.csvReplay.columns`);
-      return { index, metric, unit: c.unit ?? this.cfg.unit };
-    });
-  }
+  constructor(
+    private readonly cfg: CsvReplayConfig,
+    private readonly progressOut?: ProgressOutput,
+  ) {}
 
   start(ctx: SourceContext): void {
     statSync(this.cfg.file!); // a missing file fails the start (and is retried) rather than a silent no-op
@@ -163,8 +79,6 @@ export class CsvReplaySource implements Source {
     const file = this.cfg.file!;
     const total = statSync(file).size;
     const progress = new ReplayProgress(`csv-replay ${basename(file)}`, total, this.cfg.progress, ctx.log, this.progressOut);
-    let map: Mapping[] | undefined;
-    let tsIndex = 0;
     let group: SourceReading[] = [];
     let firstTs: number | undefined;
     let wallStart = 0;
@@ -175,50 +89,36 @@ export class CsvReplaySource implements Source {
       group = [];
       await ctx.waitForRoom();
     };
-    rows: for await (const chunk of readLines(createReadStream(file), 1 << 20, ctx.signal)) {
-      for (const line of chunk) {
-        bytes = line.bytesRead;
-        if ('tooLong' in line) {
-          ctx.reject(new EdgetwinError(ErrorCodes.BAD_READING, `${file} line ${line.n}: too long`, { details: { line: line.n } }));
-          continue;
-        }
-        if (line.text.trim() === '') continue;
-        const fields = parseCsvLine(line.text);
-        if (!map) {
-          map = this.mappings(fields);
-          tsIndex = fields.indexOf(this.cfg.timestampColumn);
-          continue;
-        }
+    const rows = csvRows({
+      file,
+      timestampColumn: this.cfg.timestampColumn,
+      columns: this.cfg.columns,
+      unit: this.cfg.unit,
+      signal: ctx.signal,
+    });
+    replay: for await (const chunk of rows) {
+      for (const row of chunk) {
+        bytes = row.bytesRead;
+        for (const err of row.refused) ctx.reject(err);
+        if (row.tooLong) continue;
         this.rows++;
         progress.update(bytes, this.rows);
-        const fileTs = parseTimestamp(fields[tsIndex] ?? '');
-        if (!Number.isFinite(fileTs)) {
-          ctx.reject(new EdgetwinError(ErrorCodes.BAD_READING, `${file} line ${line.n}: bad timestamp "${fields[tsIndex] ?? ''}"`, { details: { line: line.n } }));
-          continue;
-        }
+        if (!Number.isFinite(row.ts)) continue;
         if (firstTs === undefined) {
-          firstTs = fileTs;
+          firstTs = row.ts;
           wallStart = Date.now();
         }
         if (speed > 0) {
-          const due = wallStart + (fileTs - firstTs) / speed;
+          const due = wallStart + (row.ts - firstTs) / speed;
           const wait = due - Date.now();
           if (wait > 0) {
             await emit();
             await sleep(wait, ctx.signal);
-            if (ctx.signal.aborted) break rows;
+            if (ctx.signal.aborted) break replay;
           }
         }
-        const ts = this.cfg.timestamps === 'original' ? fileTs : Date.now();
-        for (const m of map) {
-          const raw = fields[m.index];
-          const value = raw === undefined || raw === '' ? NaN : Number(raw);
-          if (!Number.isFinite(value)) {
-            ctx.reject(new EdgetwinError(ErrorCodes.BAD_READING, `${file} line ${line.n}: column ${m.metric} is not a number: "${raw ?? ''}"`, { details: { line: line.n } }));
-            continue;
-          }
-          group.push({ ts, metric: m.metric, value, unit: m.unit });
-        }
+        const ts = this.cfg.timestamps === 'original' ? row.ts : Date.now();
+        for (const r of row.readings) group.push({ ts, metric: r.metric, value: r.value, unit: r.unit });
         if (group.length >= GROUP) await emit();
       }
     }

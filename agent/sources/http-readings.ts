@@ -7,30 +7,22 @@
  */
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
-import { adminHttpConfigSchema } from '../../common/admin-http.js';
+import Type, { type Static } from 'typebox';
+import { listenerProperties } from '../../common/admin-http.js';
+import { configDefaults, Section } from '../../common/config.js';
 import { EdgetwinError, ErrorCodes, errorMessage, isEdgetwinError } from '../../common/errors.js';
-import type { Source, SourceContext, SourceReading } from '../types.js';
+import type { RefusedReading, Source, SourceContext, SourceReading } from '../types.js';
 import { inputItems, toReading } from './reading-input.js';
+import type { TimestampWindow } from '../../common/wire/storable.js';
 
-export interface HttpReadingsConfig {
-  enabled: boolean;
-  host: string;
-  /** 0 picks a free port (reported in the log and the ready message). */
-  port: number;
-  maxBodyBytes: number;
-}
-
-export const httpReadingsDefaults: HttpReadingsConfig = { enabled: false, host: '127.0.0.1', port: 8471, maxBodyBytes: 1 << 20 };
-
-export const httpReadingsConfigSchema = {
-  type: 'object',
-  additionalProperties: false,
-  properties: {
-    // enabled, host, port: the same keys as every admin endpoint.
-    ...adminHttpConfigSchema.properties,
-    maxBodyBytes: { type: 'integer', minimum: 256, maximum: 64 << 20 },
-  },
-} as const;
+export const httpReadingsConfigSchema = Section({
+  enabled: Type.Boolean({ default: false }),
+  // host, port: the same keys as every admin endpoint; port 0 picks a free port (reported in the log and the ready message).
+  ...listenerProperties('127.0.0.1', 8471),
+  maxBodyBytes: Type.Integer({ minimum: 256, maximum: 64 << 20, default: 1 << 20 }),
+});
+export type HttpReadingsConfig = Static<typeof httpReadingsConfigSchema>;
+export const httpReadingsDefaults: HttpReadingsConfig = configDefaults(httpReadingsConfigSchema);
 
 function send(res: ServerResponse, status: number, body: unknown): void {
   res.writeHead(status, { 'content-type': 'application/json' }).end(JSON.stringify(body));
@@ -45,7 +37,11 @@ export class HttpReadingsSource implements Source {
   private server: Server | undefined;
   port = 0;
 
-  constructor(private readonly cfg: HttpReadingsConfig) {}
+  constructor(
+    private readonly cfg: HttpReadingsConfig,
+    /** Sample times accepted (config `timestamps`); a reading outside is refused with its index. */
+    private readonly window?: TimestampWindow,
+  ) {}
 
   async start(ctx: SourceContext): Promise<void> {
     const server = createServer((req, res) => void this.handle(ctx, req, res));
@@ -87,10 +83,13 @@ export class HttpReadingsSource implements Source {
     }
     const now = Date.now();
     const good: SourceReading[] = [];
+    /** The input index of each good reading. */
+    const at: number[] = [];
     const rejected: { index: number; code: string; message: string }[] = [];
     input.items.forEach((it, index) => {
       try {
-        good.push(toReading(it, now, input.where(index)));
+        good.push(toReading(it, now, input.where(index), this.window));
+        at.push(index);
       } catch (err) {
         const e = err as EdgetwinError;
         ctx.reject(e);
@@ -98,13 +97,20 @@ export class HttpReadingsSource implements Source {
       }
     });
     if (good.length === 0) return send(res, 400, { code: ErrorCodes.BAD_READING, message: rejected[0]!.message, rejected });
+    let refused: RefusedReading[];
     try {
-      await ctx.emitDurable(good);
+      refused = (await ctx.emitDurable(good)) ?? [];
     } catch (err) {
       const code = isEdgetwinError(err) ? err.code : ErrorCodes.INTERNAL;
       return fail(res, 503, code, `not stored: ${errorMessage(err)}`);
     }
-    send(res, 200, { accepted: good.length, rejected });
+    // Refused at commit (one metric name too many): answered like the other refusals, by input index.
+    for (const { index, err } of refused)
+      if (index < at.length) rejected.push({ index: at[index]!, code: err.code, message: `${input.where(at[index]!)}: ${err.message}` });
+    rejected.sort((a, b) => a.index - b.index);
+    const accepted = good.length - refused.filter((r) => r.index < at.length).length;
+    if (accepted === 0) return send(res, 400, { code: rejected[0]!.code, message: rejected[0]!.message, rejected });
+    send(res, 200, { accepted, rejected });
   }
 
   private readBody(req: IncomingMessage): Promise<Buffer> {

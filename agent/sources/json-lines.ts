@@ -10,30 +10,23 @@
 import { createReadStream } from 'node:fs';
 import type { Socket } from 'node:net';
 import type { Readable } from 'node:stream';
+import Type, { type Static } from 'typebox';
+import { configDefaults, Section } from '../../common/config.js';
 import { EdgetwinError, ErrorCodes, errorMessage } from '../../common/errors.js';
 import type { Source, SourceContext, SourceReading } from '../types.js';
-import { readLines, type Line } from './lines.js';
+import { readLines, type Line } from '../../common/lines.js';
 import { parseReadings } from './reading-input.js';
+import type { TimestampWindow } from '../../common/wire/storable.js';
 
-export interface JsonLinesConfig {
-  enabled: boolean;
+export const jsonLinesConfigSchema = Section({
+  enabled: Type.Boolean({ default: false }),
   /** `-` for stdin, or a file or FIFO path. */
-  path: string;
+  path: Type.String({ minLength: 1, default: '-' }),
   /** Longer lines are refused (and their bytes skipped). */
-  maxLineBytes: number;
-}
-
-export const jsonLinesDefaults: JsonLinesConfig = { enabled: false, path: '-', maxLineBytes: 1 << 20 };
-
-export const jsonLinesConfigSchema = {
-  type: 'object',
-  additionalProperties: false,
-  properties: {
-    enabled: { type: 'boolean' },
-    path: { type: 'string', minLength: 1 },
-    maxLineBytes: { type: 'integer', minimum: 64, maximum: 64 << 20 },
-  },
-} as const;
+  maxLineBytes: Type.Integer({ minimum: 64, maximum: 64 << 20, default: 1 << 20 }),
+});
+export type JsonLinesConfig = Static<typeof jsonLinesConfigSchema>;
+export const jsonLinesDefaults: JsonLinesConfig = configDefaults(jsonLinesConfigSchema);
 
 /** Lines are handed on in groups of this many readings (one emit, one room check). */
 const GROUP = 1000;
@@ -45,7 +38,12 @@ export class JsonLinesSource implements Source {
   /** Closed while the source is stopped: the reader waits at it and reads nothing further. */
   private gate: { wait: Promise<void>; open: () => void } | undefined;
 
-  constructor(private readonly cfg: JsonLinesConfig, private readonly stdin: Readable = process.stdin) {}
+  constructor(
+    private readonly cfg: JsonLinesConfig,
+    private readonly stdin: Readable = process.stdin,
+    /** Sample times accepted (config `timestamps`); a reading outside is refused with its line. */
+    private readonly window?: TimestampWindow,
+  ) {}
 
   start(ctx: SourceContext): void {
     this.ctx = ctx;
@@ -97,7 +95,8 @@ export class JsonLinesSource implements Source {
 
   /** The readings of one line, or why it is refused. */
   private parse(line: Line, where: string): SourceReading[] | EdgetwinError {
-    const bad = (msg: string): EdgetwinError => new EdgetwinError(ErrorCodes.BAD_READING, `${where} line ${line.n}: ${msg}`, { details: { line: line.n } });
+    const bad = (msg: string): EdgetwinError =>
+      new EdgetwinError(ErrorCodes.BAD_READING, `${where} line ${line.n}: ${msg}`, { details: { line: line.n } });
     if ('tooLong' in line) return bad(`longer than ${this.cfg.maxLineBytes} bytes`);
     const text = line.text.trim();
     if (text === '') return [];
@@ -108,7 +107,7 @@ export class JsonLinesSource implements Source {
       return bad(`not valid JSON (${errorMessage(err)})`);
     }
     try {
-      return parseReadings(obj, Date.now());
+      return parseReadings(obj, Date.now(), this.window);
     } catch (err) {
       return bad(errorMessage(err));
     }

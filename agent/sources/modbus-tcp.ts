@@ -6,75 +6,54 @@
  * an illegal address) is counted as a rejected reading and the others carry on.
  */
 import type ModbusSerial from 'modbus-serial';
+import Type, { type Static } from 'typebox';
+import { configDefaults, Section } from '../../common/config.js';
 import { EdgetwinError, ErrorCodes, errorMessage } from '../../common/errors.js';
-import { METRIC_PATTERN } from '../../common/record.js';
+import { METRIC_PATTERN } from '../../common/wire/record.js';
 import type { Source, SourceContext, SourceReading } from '../types.js';
 
-export type RegisterType = 'int16' | 'uint16' | 'int32' | 'uint32' | 'float32';
+const REGISTER_TYPES = ['int16', 'uint16', 'int32', 'uint32', 'float32'] as const;
 /** Order of the four bytes of a 32-bit value as they arrive in two registers: ABCD is big-endian, high word first. */
-export type WordOrder = 'ABCD' | 'CDAB' | 'BADC' | 'DCBA';
+const WORD_ORDERS = ['ABCD', 'CDAB', 'BADC', 'DCBA'] as const;
+export type RegisterType = (typeof REGISTER_TYPES)[number];
+export type WordOrder = (typeof WORD_ORDERS)[number];
 
-export interface ModbusRegister {
-  metric: string;
-  unit: string;
-  table: 'holding' | 'input';
+const registerSchema = Section({
+  metric: Type.String({ pattern: METRIC_PATTERN }),
+  unit: Type.String({ maxLength: 32 }),
+  table: Type.Optional(Type.Enum(['holding', 'input'], { default: 'holding' })),
   /** Zero-based register address. */
-  address: number;
-  type: RegisterType;
-  wordOrder: WordOrder;
-  scale: number;
-  offset: number;
+  address: Type.Integer({ minimum: 0, maximum: 65535 }),
+  type: Type.Optional(Type.Enum(REGISTER_TYPES, { default: 'uint16' })),
+  wordOrder: Type.Optional(Type.Enum(WORD_ORDERS, { default: 'ABCD' })),
+  scale: Type.Optional(Type.Number({ default: 1 })),
+  offset: Type.Optional(Type.Number({ default: 0 })),
   /** Defaults to the source's pollIntervalMs. */
-  pollIntervalMs?: number;
-}
+  pollIntervalMs: Type.Optional(Type.Integer({ minimum: 10 })),
+});
+/** A register as configured; the defaults of the optional keys are applied when the source is built. */
+export type ModbusRegisterConfig = Static<typeof registerSchema>;
+export type ModbusRegister = Required<Omit<ModbusRegisterConfig, 'pollIntervalMs'>> & Pick<ModbusRegisterConfig, 'pollIntervalMs'>;
 
-export interface ModbusTcpConfig {
-  enabled: boolean;
-  host: string;
-  port: number;
-  unitId: number;
-  timeoutMs: number;
-  pollIntervalMs: number;
-  registers: Partial<ModbusRegister>[];
-}
-
-export const modbusTcpDefaults: ModbusTcpConfig = { enabled: false, host: '127.0.0.1', port: 502, unitId: 1, timeoutMs: 2000, pollIntervalMs: 1000, registers: [] };
-
-export const modbusTcpConfigSchema = {
-  type: 'object',
-  additionalProperties: false,
-  if: { properties: { enabled: { const: true } }, required: ['enabled'] },
-  then: { properties: { registers: { minItems: 1 } } },
-  properties: {
-    enabled: { type: 'boolean' },
-    host: { type: 'string', minLength: 1 },
-    port: { type: 'integer', minimum: 1, maximum: 65535 },
-    unitId: { type: 'integer', minimum: 0, maximum: 255 },
-    timeoutMs: { type: 'integer', minimum: 10 },
-    pollIntervalMs: { type: 'integer', minimum: 10 },
-    registers: {
-      type: 'array',
-      items: {
-        type: 'object',
-        additionalProperties: false,
-        required: ['metric', 'unit', 'address'],
-        properties: {
-          metric: { type: 'string', pattern: METRIC_PATTERN },
-          unit: { type: 'string', maxLength: 32 },
-          table: { enum: ['holding', 'input'] },
-          address: { type: 'integer', minimum: 0, maximum: 65535 },
-          type: { enum: ['int16', 'uint16', 'int32', 'uint32', 'float32'] },
-          wordOrder: { enum: ['ABCD', 'CDAB', 'BADC', 'DCBA'] },
-          scale: { type: 'number' },
-          offset: { type: 'number' },
-          pollIntervalMs: { type: 'integer', minimum: 10 },
-        },
-      },
-    },
+export const modbusTcpConfigSchema = Section(
+  {
+    enabled: Type.Boolean({ default: false }),
+    host: Type.String({ minLength: 1, default: '127.0.0.1' }),
+    port: Type.Integer({ minimum: 1, maximum: 65535, default: 502 }),
+    unitId: Type.Integer({ minimum: 0, maximum: 255, default: 1 }),
+    timeoutMs: Type.Integer({ minimum: 10, default: 2000 }),
+    pollIntervalMs: Type.Integer({ minimum: 10, default: 1000 }),
+    registers: Type.Array(registerSchema, { default: [] }),
   },
-} as const;
+  {
+    if: { properties: { enabled: { const: true } }, required: ['enabled'] },
+    then: { properties: { registers: { minItems: 1 } } },
+  },
+);
+export type ModbusTcpConfig = Static<typeof modbusTcpConfigSchema>;
+export const modbusTcpDefaults: ModbusTcpConfig = configDefaults(modbusTcpConfigSchema);
 
-const registerDefaults = { table: 'holding', type: 'uint16', wordOrder: 'ABCD', scale: 1, offset: 0 } as const;
+const registerDefaults = configDefaults(registerSchema);
 
 export function registerCount(type: RegisterType): number {
   return type === 'int16' || type === 'uint16' ? 1 : 2;
@@ -127,7 +106,13 @@ export class ModbusTcpSource implements Source {
     // A host that drops SYNs would otherwise hold the start for the OS connect timeout (minutes).
     let timer: NodeJS.Timeout | undefined;
     const timeout = new Promise<never>((_, reject) => {
-      timer = setTimeout(() => reject(new EdgetwinError(ErrorCodes.SOURCE, `modbus ${this.cfg.host}:${this.cfg.port}: no connection after ${this.cfg.timeoutMs} ms`)), this.cfg.timeoutMs);
+      timer = setTimeout(
+        () =>
+          reject(
+            new EdgetwinError(ErrorCodes.SOURCE, `modbus ${this.cfg.host}:${this.cfg.port}: no connection after ${this.cfg.timeoutMs} ms`),
+          ),
+        this.cfg.timeoutMs,
+      );
     });
     try {
       await Promise.race([client.connectTCP(this.cfg.host, { port: this.cfg.port }), timeout]);
@@ -137,7 +122,8 @@ export class ModbusTcpSource implements Source {
     client.setID(this.cfg.unitId);
     ctx.log.info({ host: this.cfg.host, port: this.cfg.port, registers: this.registers.length }, 'modbus connected');
     client.on('close', () => {
-      if (!ctx.signal.aborted) ctx.fail(new EdgetwinError(ErrorCodes.SOURCE, `modbus ${this.cfg.host}:${this.cfg.port}: connection closed`));
+      if (!ctx.signal.aborted)
+        ctx.fail(new EdgetwinError(ErrorCodes.SOURCE, `modbus ${this.cfg.host}:${this.cfg.port}: connection closed`));
     });
     const groups = new Map<number, ModbusRegister[]>();
     for (const r of this.registers) {
@@ -162,7 +148,9 @@ export class ModbusTcpSource implements Source {
     for (const r of regs) {
       const n = registerCount(r.type);
       // One request at a time on the connection.
-      const read = this.chain.catch(() => undefined).then(() => (r.table === 'input' ? client.readInputRegisters(r.address, n) : client.readHoldingRegisters(r.address, n)));
+      const read = this.chain
+        .catch(() => undefined)
+        .then(() => (r.table === 'input' ? client.readInputRegisters(r.address, n) : client.readHoldingRegisters(r.address, n)));
       this.chain = read;
       try {
         const res = (await read) as { buffer: Buffer };
@@ -172,7 +160,13 @@ export class ModbusTcpSource implements Source {
         if (ctx.signal.aborted) return;
         const code = (err as ModbusError).modbusCode;
         if (code !== undefined) {
-          ctx.reject(new EdgetwinError(ErrorCodes.BAD_READING, `modbus ${r.table} register ${r.address} (${r.metric}): exception ${code}: ${errorMessage(err)}`, { details: { address: r.address, modbusCode: code } }));
+          ctx.reject(
+            new EdgetwinError(
+              ErrorCodes.BAD_READING,
+              `modbus ${r.table} register ${r.address} (${r.metric}): exception ${code}: ${errorMessage(err)}`,
+              { details: { address: r.address, modbusCode: code } },
+            ),
+          );
           continue;
         }
         ctx.fail(new EdgetwinError(ErrorCodes.SOURCE, `modbus ${this.cfg.host}:${this.cfg.port}: ${errorMessage(err)}`, { cause: err }));

@@ -5,7 +5,8 @@
  */
 import { Ajv } from 'ajv';
 import { EdgetwinError, ErrorCodes } from '../../common/errors.js';
-import { METRIC_PATTERN } from '../../common/record.js';
+import { METRIC_PATTERN } from '../../common/wire/record.js';
+import { parseTimestamp, unstorableReading, type TimestampWindow } from '../../common/wire/storable.js';
 import type { SourceReading } from '../types.js';
 
 /** Most readings one line or request may carry (the wire batch limit). */
@@ -16,8 +17,13 @@ export const inputReadingSchema = {
   additionalProperties: false,
   required: ['metric', 'value', 'unit'],
   properties: {
-    /** ms since the Unix epoch, or an ISO 8601 string; the agent's clock when absent. */
-    ts: { anyOf: [{ type: 'integer', minimum: 0 }, { type: 'string', minLength: 1, maxLength: 64 }] },
+    /** ms since the Unix epoch, or an ISO 8601 string (UTC when it has no offset); the agent's clock when absent. */
+    ts: {
+      anyOf: [
+        { type: 'integer', minimum: 0 },
+        { type: 'string', minLength: 1, maxLength: 64 },
+      ],
+    },
     metric: { type: 'string', pattern: METRIC_PATTERN },
     value: { type: 'number' },
     unit: { type: 'string', maxLength: 32 },
@@ -52,27 +58,36 @@ export function inputItems(obj: unknown): { items: unknown[]; where: (i: number)
   return { items, where: (i) => (single ? 'reading' : `readings[${i}]`) };
 }
 
-/** Validates one reading; `where` prefixes the message (e.g. `readings[3]`). */
-export function toReading(item: unknown, now: number, where = 'reading'): SourceReading {
+/**
+ * Validates one reading; `where` prefixes the message (e.g. `readings[3]`). A value the lakehouse
+ * cannot store (a lone surrogate, a sample time outside `window`) is EDGETWIN_ERR_BAD_VALUE.
+ */
+export function toReading(item: unknown, now: number, where = 'reading', window?: TimestampWindow): SourceReading {
   if (!validate(item)) {
     const e = validate.errors![0]!;
     const path = e.instancePath ? `${where}${e.instancePath.replace(/\//g, '.')}` : where;
-    const extra = e.keyword === 'additionalProperties' ? ` "${String((e.params as { additionalProperty: string }).additionalProperty)}"` : '';
+    const extra =
+      e.keyword === 'additionalProperties' ? ` "${String((e.params as { additionalProperty: string }).additionalProperty)}"` : '';
     throw bad(`${path} ${e.message ?? 'is invalid'}${extra}`, { path });
   }
   let ts = now;
   if (typeof item.ts === 'number') ts = item.ts;
   else if (typeof item.ts === 'string') {
-    ts = Date.parse(item.ts);
-    if (!Number.isFinite(ts) || ts < 0) throw bad(`${where}.ts is not a timestamp: "${item.ts}"`, { path: `${where}.ts` });
+    ts = parseTimestamp(item.ts);
+    if (!Number.isFinite(ts) || ts < 0) throw bad(`${where}.ts is not an ISO 8601 timestamp: "${item.ts}"`, { path: `${where}.ts` });
   }
   const r: SourceReading = { ts, metric: item.metric, value: item.value, unit: item.unit };
+  const p = unstorableReading(r, window, now);
+  if (p) {
+    const field = p.slice(0, p.indexOf(':'));
+    throw new EdgetwinError(ErrorCodes.BAD_VALUE, `${where}.${p}`, { details: { path: `${where}.${field}` } });
+  }
   if (item.alert) r.alert = true;
   return r;
 }
 
 /** All readings of one input, or the first problem (the input is taken or refused whole). */
-export function parseReadings(obj: unknown, now: number): SourceReading[] {
+export function parseReadings(obj: unknown, now: number, window?: TimestampWindow): SourceReading[] {
   const { items, where } = inputItems(obj);
-  return items.map((it, i) => toReading(it, now, where(i)));
+  return items.map((it, i) => toReading(it, now, where(i), window));
 }

@@ -8,14 +8,15 @@
  */
 import { appendFileSync, mkdirSync } from 'node:fs';
 import { dirname } from 'node:path';
-import { errorMessage } from '../../common/errors.js';
-import { METRIC_PATTERN } from '../../common/record.js';
+import Type, { type Static } from 'typebox';
+import { configDefaults, Section } from '../../common/config.js';
+import { METRIC_PATTERN } from '../../common/wire/record.js';
 import { mulberry32 } from '../../common/random.js';
 import type { Source, SourceContext, SourceReading } from '../types.js';
 
 export type ProfileName = 'temperature' | 'vibration_rms' | 'pressure' | 'motor_current' | 'humidity';
-export type FaultKind = 'spike' | 'step' | 'stuck' | 'drift' | 'dropout';
-export const FAULT_KINDS: readonly FaultKind[] = ['spike', 'step', 'stuck', 'drift', 'dropout'];
+export const FAULT_KINDS = ['spike', 'step', 'stuck', 'drift', 'dropout'] as const;
+export type FaultKind = (typeof FAULT_KINDS)[number];
 
 export interface MetricProfile {
   metric: string;
@@ -35,109 +36,124 @@ export interface MetricProfile {
 }
 
 export const SIMULATOR_PROFILES: Record<ProfileName, MetricProfile> = {
-  temperature: { metric: 'temperature', unit: 'degC', base: 21, dailyAmplitude: 3, noise: 0.2, noiseCorrelation: 0.7, driftPerDay: 0.01, min: -40, max: 125, decimals: 3 },
-  vibration_rms: { metric: 'vibration_rms', unit: 'mm/s', base: 2.5, dailyAmplitude: 0.3, noise: 0.1, noiseCorrelation: 0.3, driftPerDay: 0.005, min: 0, max: null, decimals: 3 },
-  pressure: { metric: 'pressure', unit: 'kPa', base: 101.3, dailyAmplitude: 0.5, noise: 0.05, noiseCorrelation: 0.9, driftPerDay: 0, min: 0, max: null, decimals: 3 },
-  motor_current: { metric: 'motor_current', unit: 'A', base: 12, dailyAmplitude: 2, noise: 0.3, noiseCorrelation: 0.5, driftPerDay: 0.02, min: 0, max: null, decimals: 3 },
-  humidity: { metric: 'humidity', unit: '%', base: 45, dailyAmplitude: -8, noise: 0.5, noiseCorrelation: 0.9, driftPerDay: 0, min: 0, max: 100, decimals: 2 },
+  temperature: {
+    metric: 'temperature',
+    unit: 'degC',
+    base: 21,
+    dailyAmplitude: 3,
+    noise: 0.2,
+    noiseCorrelation: 0.7,
+    driftPerDay: 0.01,
+    min: -40,
+    max: 125,
+    decimals: 3,
+  },
+  vibration_rms: {
+    metric: 'vibration_rms',
+    unit: 'mm/s',
+    base: 2.5,
+    dailyAmplitude: 0.3,
+    noise: 0.1,
+    noiseCorrelation: 0.3,
+    driftPerDay: 0.005,
+    min: 0,
+    max: null,
+    decimals: 3,
+  },
+  pressure: {
+    metric: 'pressure',
+    unit: 'kPa',
+    base: 101.3,
+    dailyAmplitude: 0.5,
+    noise: 0.05,
+    noiseCorrelation: 0.9,
+    driftPerDay: 0,
+    min: 0,
+    max: null,
+    decimals: 3,
+  },
+  motor_current: {
+    metric: 'motor_current',
+    unit: 'A',
+    base: 12,
+    dailyAmplitude: 2,
+    noise: 0.3,
+    noiseCorrelation: 0.5,
+    driftPerDay: 0.02,
+    min: 0,
+    max: null,
+    decimals: 3,
+  },
+  humidity: {
+    metric: 'humidity',
+    unit: '%',
+    base: 45,
+    dailyAmplitude: -8,
+    noise: 0.5,
+    noiseCorrelation: 0.9,
+    driftPerDay: 0,
+    min: 0,
+    max: 100,
+    decimals: 2,
+  },
 };
+
+const PROFILE_NAMES = ['temperature', 'vibration_rms', 'pressure', 'motor_current', 'humidity'] as const satisfies readonly ProfileName[];
+const nullableNumber = Type.Unsafe<number | null>({ type: ['number', 'null'] });
 
 /** A profile by name, with any field overridden; or a metric given in full (`metric`, `unit`, `base` at least). */
-export type SimulatedMetric = Partial<MetricProfile> & { profile?: ProfileName };
-
-export interface FaultSpec {
-  metric: string;
-  kind: FaultKind;
-  /** Start, in ms after the source's first sample. */
-  afterMs: number;
-  /** Length; defaults to one interval for a spike and 60 s otherwise. */
-  durationMs?: number;
-  /** Offset in the metric's unit (spike, step; drift reaches it at the end). Default: 10 × noise, at least 5 % of base. */
-  magnitude?: number;
-}
-
-export interface SimulatorConfig {
-  enabled: boolean;
-  intervalMs: number;
-  /** Readings per metric per tick (burst), for load tests. */
-  readingsPerTick: number;
-  seed?: number;
-  metrics: SimulatedMetric[];
-  faults: FaultSpec[];
-  /** Random faults: expected count per metric per hour (0: none), with these kinds and mean duration. */
-  randomFaults: { ratePerHour: number; kinds: FaultKind[]; meanDurationMs: number };
-  /** Ground-truth labels, JSON lines; defaults to <stateDir>/simulator-labels.jsonl. */
-  labelsFile?: string;
-}
-
-export const simulatorDefaults: SimulatorConfig = {
-  enabled: true,
-  intervalMs: 1000,
-  readingsPerTick: 1,
-  metrics: [{ profile: 'temperature' }, { profile: 'vibration_rms' }, { profile: 'pressure' }],
-  faults: [],
-  randomFaults: { ratePerHour: 0, kinds: [...FAULT_KINDS], meanDurationMs: 60_000 },
-};
-
-const faultKindSchema = { enum: FAULT_KINDS } as const;
-
-export const simulatorConfigSchema = {
-  type: 'object',
-  additionalProperties: false,
-  properties: {
-    enabled: { type: 'boolean' },
-    intervalMs: { type: 'integer', minimum: 1 },
-    readingsPerTick: { type: 'integer', minimum: 1, maximum: 100000 },
-    seed: { type: 'integer' },
-    metrics: {
-      type: 'array',
-      minItems: 1,
-      items: {
-        type: 'object',
-        additionalProperties: false,
-        anyOf: [{ required: ['profile'] }, { required: ['metric', 'unit', 'base'] }],
-        properties: {
-          profile: { enum: Object.keys(SIMULATOR_PROFILES) },
-          metric: { type: 'string', pattern: METRIC_PATTERN },
-          unit: { type: 'string', maxLength: 32 },
-          base: { type: 'number' },
-          dailyAmplitude: { type: 'number' },
-          noise: { type: 'number', minimum: 0 },
-          noiseCorrelation: { type: 'number', minimum: 0, exclusiveMaximum: 1 },
-          driftPerDay: { type: 'number' },
-          min: { type: ['number', 'null'] },
-          max: { type: ['number', 'null'] },
-          decimals: { type: 'integer', minimum: 0, maximum: 12 },
-        },
-      },
-    },
-    faults: {
-      type: 'array',
-      items: {
-        type: 'object',
-        additionalProperties: false,
-        required: ['metric', 'kind', 'afterMs'],
-        properties: {
-          metric: { type: 'string' },
-          kind: faultKindSchema,
-          afterMs: { type: 'integer', minimum: 0 },
-          durationMs: { type: 'integer', minimum: 1 },
-          magnitude: { type: 'number' },
-        },
-      },
-    },
-    randomFaults: {
-      type: 'object',
-      additionalProperties: false,
-      properties: {
-        ratePerHour: { type: 'number', minimum: 0 },
-        kinds: { type: 'array', minItems: 1, items: faultKindSchema },
-        meanDurationMs: { type: 'integer', minimum: 1 },
-      },
-    },
-    labelsFile: { type: 'string', minLength: 1 },
+const simulatedMetricSchema = Section(
+  {
+    profile: Type.Optional(Type.Enum(PROFILE_NAMES)),
+    metric: Type.Optional(Type.String({ pattern: METRIC_PATTERN })),
+    unit: Type.Optional(Type.String({ maxLength: 32 })),
+    base: Type.Optional(Type.Number()),
+    dailyAmplitude: Type.Optional(Type.Number()),
+    noise: Type.Optional(Type.Number({ minimum: 0 })),
+    noiseCorrelation: Type.Optional(Type.Number({ minimum: 0, exclusiveMaximum: 1 })),
+    driftPerDay: Type.Optional(Type.Number()),
+    min: Type.Optional(nullableNumber),
+    max: Type.Optional(nullableNumber),
+    decimals: Type.Optional(Type.Integer({ minimum: 0, maximum: 12 })),
   },
-} as const;
+  { anyOf: [{ required: ['profile'] }, { required: ['metric', 'unit', 'base'] }] },
+);
+export type SimulatedMetric = Static<typeof simulatedMetricSchema>;
+
+const faultSpecSchema = Section({
+  metric: Type.String(),
+  kind: Type.Enum(FAULT_KINDS),
+  /** Start, in ms after the source's first sample. */
+  afterMs: Type.Integer({ minimum: 0 }),
+  /** Length; defaults to one interval for a spike and 60 s otherwise. */
+  durationMs: Type.Optional(Type.Integer({ minimum: 1 })),
+  /** Offset in the metric's unit (spike, step; drift reaches it at the end). Default: 10 × noise, at least 5 % of base. */
+  magnitude: Type.Optional(Type.Number()),
+});
+export type FaultSpec = Static<typeof faultSpecSchema>;
+
+export const simulatorConfigSchema = Section({
+  enabled: Type.Boolean({ default: true }),
+  intervalMs: Type.Integer({ minimum: 1, default: 1000 }),
+  /** Readings per metric per tick (burst), for load tests. */
+  readingsPerTick: Type.Integer({ minimum: 1, maximum: 100000, default: 1 }),
+  seed: Type.Optional(Type.Integer()),
+  metrics: Type.Array(simulatedMetricSchema, {
+    minItems: 1,
+    default: [{ profile: 'temperature' }, { profile: 'vibration_rms' }, { profile: 'pressure' }],
+  }),
+  faults: Type.Array(faultSpecSchema, { default: [] }),
+  /** Random faults: expected count per metric per hour (0: none), with these kinds and mean duration. */
+  randomFaults: Section({
+    ratePerHour: Type.Number({ minimum: 0, default: 0 }),
+    kinds: Type.Array(Type.Enum(FAULT_KINDS), { minItems: 1, default: [...FAULT_KINDS] }),
+    meanDurationMs: Type.Integer({ minimum: 1, default: 60_000 }),
+  }),
+  /** Ground-truth labels, JSON lines; defaults to <stateDir>/simulator-labels.jsonl. */
+  labelsFile: Type.Optional(Type.String({ minLength: 1 })),
+});
+export type SimulatorConfig = Static<typeof simulatorConfigSchema>;
+export const simulatorDefaults: SimulatorConfig = configDefaults(simulatorConfigSchema);
 
 /** One ground-truth label: the fault window [start, end) on one metric of one device. */
 export interface FaultLabel {
@@ -163,7 +179,18 @@ const PEAK_MS = 15 * 3_600_000;
 
 export function resolveMetric(m: SimulatedMetric): MetricProfile {
   const base = m.profile ? SIMULATOR_PROFILES[m.profile] : undefined;
-  const defaults: MetricProfile = base ?? { metric: '', unit: '', base: 0, dailyAmplitude: 0, noise: 0, noiseCorrelation: 0, driftPerDay: 0, min: null, max: null, decimals: 3 };
+  const defaults: MetricProfile = base ?? {
+    metric: '',
+    unit: '',
+    base: 0,
+    dailyAmplitude: 0,
+    noise: 0,
+    noiseCorrelation: 0,
+    driftPerDay: 0,
+    min: null,
+    max: null,
+    decimals: 3,
+  };
   const out = { ...defaults };
   for (const [k, v] of Object.entries(m)) if (k !== 'profile' && v !== undefined) (out as Record<string, unknown>)[k] = v;
   return out;
@@ -192,7 +219,10 @@ export class SimulatorSource implements Source {
   private ctx: SourceContext | undefined;
   private intervalMs: number;
 
-  constructor(private readonly cfg: SimulatorConfig, private readonly deviceId: string) {
+  constructor(
+    private readonly cfg: SimulatorConfig,
+    private readonly deviceId: string,
+  ) {
     this.intervalMs = cfg.intervalMs;
     this.random = seededRandom(cfg.seed ?? hashSeed(deviceId));
     this.metrics = cfg.metrics.map((m) => {
@@ -226,7 +256,7 @@ export class SimulatorSource implements Source {
         mkdirSync(dirname(this.cfg.labelsFile), { recursive: true });
         appendFileSync(this.cfg.labelsFile, `${JSON.stringify(label)}\n`);
       } catch (err) {
-        this.ctx?.log.warn({ err: errorMessage(err), file: this.cfg.labelsFile }, 'simulator: cannot write fault label');
+        this.ctx?.log.warn({ err, file: this.cfg.labelsFile }, 'simulator: cannot write fault label');
       }
     }
     return label;
@@ -245,7 +275,8 @@ export class SimulatorSource implements Source {
       for (const m of this.metrics) {
         if (m.fault || this.random() >= p) continue;
         const kind = rf.kinds[Math.floor(this.random() * rf.kinds.length)]!;
-        const durationMs = kind === 'spike' ? this.intervalMs : Math.max(this.intervalMs, Math.round(-Math.log(1 - this.random()) * rf.meanDurationMs));
+        const durationMs =
+          kind === 'spike' ? this.intervalMs : Math.max(this.intervalMs, Math.round(-Math.log(1 - this.random()) * rf.meanDurationMs));
         const sign = this.random() < 0.5 ? -1 : 1;
         this.begin(m, { metric: m.p.metric, kind, durationMs, magnitude: sign * Math.max(10 * m.p.noise, 0.05 * Math.abs(m.p.base)) }, now);
       }

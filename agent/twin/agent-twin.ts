@@ -11,40 +11,30 @@ import { closeSync, fsyncSync, mkdirSync, openSync, readFileSync, renameSync, wr
 import { dirname, join } from 'node:path';
 import type { MqttClient } from 'mqtt';
 import { Backoff } from '../../common/backoff.js';
-import { isPlainObject } from '../../common/config.js';
-import { ErrorCodes, errorMessage, isEdgetwinError } from '../../common/errors.js';
+import Type, { type Static } from 'typebox';
+import { configDefaults, isPlainObject, Section } from '../../common/config.js';
+import { ErrorCodes, errorMessage, isEdgetwinError, storeErrorCode } from '../../common/errors.js';
 import type { Logger } from '../../common/log.js';
 import { diffPatch, jsonEqual, mergePatch, type JsonObject } from '../../common/merge-patch.js';
 import { counter, gauge, type Registry } from '../../common/metrics.js';
-import { WIRE_VERSION } from '../../common/record.js';
-import { twinKey } from '../../common/twin-protocol.js';
+import { WIRE_VERSION } from '../../common/wire/record.js';
+import { twinKey } from '../../common/wire/twin-protocol.js';
 import type { Scorer } from '../types.js';
 import { samplingIntervalApplier, sourcesApplier, type DesiredApplier, type SourceControl } from './desired-appliers.js';
 import { IotHubTwinClient } from './iothub-twin-client.js';
 import { EDGETWIN_VERSION } from '../../common/version.js';
 
-export interface AgentTwinConfig {
-  enabled: boolean;
+export const agentTwinConfigSchema = Section({
+  enabled: Type.Boolean({ default: true }),
   /** A twin request without a reply after this long is retried at the next sync. */
-  requestTimeoutMs: number;
+  requestTimeoutMs: Type.Integer({ minimum: 100, maximum: 600_000, default: 10_000 }),
   /** Reported properties (outbox depth, health) are refreshed this often; changes of desired are reported at once. */
-  reportIntervalMs: number;
+  reportIntervalMs: Type.Integer({ minimum: 100, maximum: 86_400_000, default: 60_000 }),
   /** The last applied desired document; defaults to <stateDir>/twin-desired.json. */
-  path?: string;
-}
-
-export const agentTwinDefaults: AgentTwinConfig = { enabled: true, requestTimeoutMs: 10_000, reportIntervalMs: 60_000 };
-
-export const agentTwinConfigSchema = {
-  type: 'object',
-  additionalProperties: false,
-  properties: {
-    enabled: { type: 'boolean' },
-    requestTimeoutMs: { type: 'integer', minimum: 100, maximum: 600_000 },
-    reportIntervalMs: { type: 'integer', minimum: 100, maximum: 86_400_000 },
-    path: { type: 'string', minLength: 1 },
-  },
-} as const;
+  path: Type.Optional(Type.String({ minLength: 1 })),
+});
+export type AgentTwinConfig = Static<typeof agentTwinConfigSchema>;
+export const agentTwinDefaults: AgentTwinConfig = configDefaults(agentTwinConfigSchema);
 
 /** What the twin needs from the agent (the Agent class provides it). */
 export interface TwinHost extends SourceControl {
@@ -62,7 +52,11 @@ export const AGENT_VERSION = EDGETWIN_VERSION;
 function sanitizeKeys(v: unknown): unknown {
   if (Array.isArray(v)) return v.map(sanitizeKeys);
   if (!isPlainObject(v)) return v;
-  return Object.fromEntries(Object.entries(v).filter(([, x]) => x !== undefined).map(([k, x]) => [twinKey(k), sanitizeKeys(x)]));
+  return Object.fromEntries(
+    Object.entries(v)
+      .filter(([, x]) => x !== undefined)
+      .map(([k, x]) => [twinKey(k), sanitizeKeys(x)]),
+  );
 }
 
 export class AgentTwin {
@@ -93,7 +87,11 @@ export class AgentTwin {
   private readonly mReported;
   private readonly mVersion;
 
-  constructor(private readonly host: TwinHost, private readonly cfg: AgentTwinConfig, private readonly scorer?: Scorer) {
+  constructor(
+    private readonly host: TwinHost,
+    private readonly cfg: AgentTwinConfig,
+    private readonly scorer?: Scorer,
+  ) {
     this.log = host.log.child({ part: 'twin' });
     this.path = cfg.path ?? join(host.cfg.stateDir, 'twin-desired.json');
     this.client = new IotHubTwinClient(
@@ -116,7 +114,7 @@ export class AgentTwin {
     if (this.timer && !this.stopped) {
       this.enqueue(() => this.applyDoc(this.desired, this.desiredVersion, 'applier')).then(
         () => this.report(),
-        (err) => this.log.warn({ key: applier.key, err: errorMessage(err) }, 'applying the current desired state failed'),
+        (err) => this.log.warn({ key: applier.key, err }, 'applying the current desired state failed'),
       );
     }
   }
@@ -180,7 +178,7 @@ export class AgentTwin {
         if (this.stopped) return;
         // A collector without twin support refuses every attempt: say so once, then quietly back off.
         const level = this.syncFailures++ === 0 ? 'warn' : 'debug';
-        this.log[level]({ code: isEdgetwinError(err) ? err.code : ErrorCodes.TWIN, err: errorMessage(err) }, 'twin sync failed; retrying with backoff');
+        this.log[level]({ code: isEdgetwinError(err) ? err.code : ErrorCodes.TWIN, err }, 'twin sync failed; retrying with backoff');
         this.retryLater();
       },
     );
@@ -204,7 +202,7 @@ export class AgentTwin {
       () => this.report(),
       (err) => {
         if (this.stopped) return;
-        this.log.warn({ code: isEdgetwinError(err) ? err.code : ErrorCodes.TWIN, err: errorMessage(err) }, 'desired patch not applied; re-syncing');
+        this.log.warn({ code: isEdgetwinError(err) ? err.code : ErrorCodes.TWIN, err }, 'desired patch not applied; re-syncing');
         this.retryLater();
       },
     );
@@ -227,12 +225,13 @@ export class AgentTwin {
         const code = isEdgetwinError(err) ? err.code : ErrorCodes.CONFIG;
         this.errors[key] = { code, message: errorMessage(err) };
         this.mApplied.inc({ result: 'refused' });
-        this.log.warn({ key, code, err: errorMessage(err) }, 'desired value refused; previous setting kept');
+        this.log.warn({ key, code, err }, 'desired value refused; previous setting kept');
       }
     }
     for (const key of Object.keys(this.errors)) if (!this.appliers.has(key) && !(key in doc)) delete this.errors[key];
     for (const key of Object.keys(doc)) {
-      if (!this.appliers.has(key)) this.errors[key] = { code: ErrorCodes.CONFIG, message: `no part of this agent applies desired "${key}"` };
+      if (!this.appliers.has(key))
+        this.errors[key] = { code: ErrorCodes.CONFIG, message: `no part of this agent applies desired "${key}"` };
     }
     const changed = version !== this.desiredVersion || !jsonEqual(doc, this.desired);
     this.desired = doc;
@@ -250,7 +249,11 @@ export class AgentTwin {
     const doc: JsonObject = {
       applied: { desiredVersion: this.desiredVersion, ...this.applied },
       errors: { ...this.errors },
-      versions: { agent: AGENT_VERSION, wire: WIRE_VERSION, ...(this.scorer ? { model: this.scorer.modelVersion } : {}) },
+      versions: {
+        agent: AGENT_VERSION,
+        wire: WIRE_VERSION,
+        ...(this.scorer ? (this.scorer.versions?.() ?? { model: this.scorer.modelVersion }) : {}),
+      },
       outbox: this.host.outbox.depth(),
       health: { ok: h.ok, epoch: h.epoch, sourceErrors: h.sourceErrors },
     };
@@ -258,7 +261,7 @@ export class AgentTwin {
       try {
         doc[key] = read();
       } catch (err) {
-        this.log.warn({ key, err: errorMessage(err) }, 'reporter failed');
+        this.log.warn({ key, err }, 'reporter failed');
       }
     }
     return sanitizeKeys(doc) as JsonObject;
@@ -285,7 +288,7 @@ export class AgentTwin {
       } while (this.reportAgain);
     } catch (err) {
       this.mReported.inc({ result: 'error' });
-      this.log.warn({ code: isEdgetwinError(err) ? err.code : ErrorCodes.TWIN, err: errorMessage(err) }, 'reported patch failed; sent again later');
+      this.log.warn({ code: isEdgetwinError(err) ? err.code : ErrorCodes.TWIN, err }, 'reported patch failed; sent again later');
     } finally {
       this.reporting = false;
     }
@@ -304,7 +307,7 @@ export class AgentTwin {
       throw new Error('unexpected shape');
     } catch (err) {
       // A damaged file only costs the offline start-up state: the next GET brings the desired state back.
-      this.log.warn({ code: ErrorCodes.STORE_CORRUPT, path: this.path, err: errorMessage(err) }, 'kept desired state unreadable: ignored');
+      this.log.warn({ code: ErrorCodes.STORE_CORRUPT, path: this.path, err }, 'kept desired state unreadable: ignored');
       return undefined;
     }
   }
@@ -323,7 +326,7 @@ export class AgentTwin {
       }
       renameSync(tmp, this.path);
     } catch (err) {
-      this.log.warn({ code: ErrorCodes.STORE_CORRUPT, path: this.path, err: errorMessage(err) }, 'could not keep the desired state on disk');
+      this.log.warn({ code: storeErrorCode(err), path: this.path, err }, 'could not keep the desired state on disk');
     }
   }
 }

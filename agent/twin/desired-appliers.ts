@@ -38,7 +38,10 @@ export function samplingIntervalApplier(agent: SourceControl): DesiredApplier {
   return {
     key,
     apply(value: unknown): Record<string, number> {
-      if (value !== undefined && (typeof value !== 'number' || !Number.isInteger(value) || value < SAMPLING_MIN_MS || value > SAMPLING_MAX_MS)) {
+      if (
+        value !== undefined &&
+        (typeof value !== 'number' || !Number.isInteger(value) || value < SAMPLING_MIN_MS || value > SAMPLING_MAX_MS)
+      ) {
         throw refuse(key, `must be an integer from ${SAMPLING_MIN_MS} to ${SAMPLING_MAX_MS}`);
       }
       const sampled = agent.sourceList.filter((s) => typeof s.setIntervalMs === 'function');
@@ -61,7 +64,8 @@ export function sourcesApplier(agent: SourceControl): DesiredApplier {
       const names = new Set(agent.sourceList.map((s) => s.name));
       for (const [name, v] of Object.entries(wanted)) {
         if (!names.has(name)) throw refuse(key, `this agent has no source "${name}" (it has: ${[...names].join(', ') || 'none'})`);
-        if (!isPlainObject(v) || (v['enabled'] !== undefined && typeof v['enabled'] !== 'boolean')) throw refuse(key, `"${name}" must be { "enabled": true|false }`);
+        if (!isPlainObject(v) || (v['enabled'] !== undefined && typeof v['enabled'] !== 'boolean'))
+          throw refuse(key, `"${name}" must be { "enabled": true|false }`);
       }
       const out: Record<string, { enabled: boolean }> = {};
       for (const s of agent.sourceList) {

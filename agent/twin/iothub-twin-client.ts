@@ -10,7 +10,7 @@ import { EdgetwinError, ErrorCodes } from '../../common/errors.js';
 import { isPlainObject } from '../../common/config.js';
 import type { Logger } from '../../common/log.js';
 import type { JsonObject } from '../../common/merge-patch.js';
-import { parseTwinTopic, twinTopics } from '../../common/twin-protocol.js';
+import { parseTwinTopic, twinTopics } from '../../common/wire/twin-protocol.js';
 
 export interface TwinDocs {
   desired: JsonObject;
@@ -45,7 +45,10 @@ export class IotHubTwinClient {
   private nextRid = 1;
   private readonly listeners: { connect: () => void; message: (topic: string, payload: Buffer) => void; close: () => void };
 
-  constructor(private readonly opts: { requestTimeoutMs: number; log: Logger }, private readonly events: TwinClientEvents) {
+  constructor(
+    private readonly opts: { requestTimeoutMs: number; log: Logger },
+    private readonly events: TwinClientEvents,
+  ) {
     this.listeners = {
       connect: () => this.events.onConnect(),
       message: (topic, payload) => this.onMessage(topic, payload),
@@ -84,7 +87,8 @@ export class IotHubTwinClient {
       if (!c?.connected) return reject(new EdgetwinError(ErrorCodes.TWIN, 'not connected'));
       c.subscribe([twinTopics.responses, twinTopics.desiredPatches], { qos: 0 }, (err, granted) => {
         if (err) return reject(new EdgetwinError(ErrorCodes.TWIN, `twin subscribe failed: ${err.message}`, { cause: err }));
-        if (granted?.some((g) => g.qos === 128)) return reject(new EdgetwinError(ErrorCodes.TWIN, 'twin subscription refused by the collector'));
+        if (granted?.some((g) => g.qos === 128))
+          return reject(new EdgetwinError(ErrorCodes.TWIN, 'twin subscription refused by the collector'));
         resolve();
       });
     });
@@ -110,7 +114,11 @@ export class IotHubTwinClient {
     return res.version ?? 0;
   }
 
-  private request(op: string, topicFor: (rid: string) => string, body: string): Promise<{ status: number; version: number | undefined; body: Buffer }> {
+  private request(
+    op: string,
+    topicFor: (rid: string) => string,
+    body: string,
+  ): Promise<{ status: number; version: number | undefined; body: Buffer }> {
     return new Promise((resolve, reject) => {
       const c = this.client;
       if (!c?.connected) return reject(new EdgetwinError(ErrorCodes.TWIN, `twin ${op}: not connected`));

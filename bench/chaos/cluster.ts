@@ -2,10 +2,13 @@
  * The system under test, as separate processes on loopback: one cloud, C collectors and N agents,
  * each a compiled `edgetwin` daemon with its own state directory, so a kill -9 and a restart work
  * on the same state exactly as in the field. Every agent reaches its collector through its own
- * FaultyTcpProxy, and the collectors reach the cloud through one more (the slow sink).
+ * FaultyTcpProxy, and the collectors reach the cloud through one more (the slow sink). With
+ * `cloudReplicas` > 1 (chaos:cloud) that one is the load balancer over N cloud replicas sharing one
+ * store (PostgreSQL, given in overrides.cloud) and one lake folder; API clients use it too.
  */
 import { spawnSync } from 'node:child_process';
 import { mkdirSync, writeFileSync } from 'node:fs';
+import Database from 'better-sqlite3';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { spawnDaemon, type Child } from '../../cli/demo.js';
@@ -29,6 +32,10 @@ export interface ClusterOptions {
   logLevel: string;
   /** Called when a daemon exits without having been told to. */
   onCrash(name: string, code: number | string | null, log: string): void;
+  /** How long a daemon may take to report ready (spawnDaemon's default otherwise). */
+  readyTimeoutMs?: number;
+  /** Cloud processes (default 1); more than one needs a shared store in overrides.cloud. */
+  cloudReplicas?: number;
   /** Merged key by key over each daemon's config (the fuzz runs use other sources and limits). */
   overrides?: { cloud?: object; collector?: object; agent?: object };
 }
@@ -38,7 +45,6 @@ export interface Tokens {
   viewer: string;
   collectors: string[];
 }
-
 
 /** One daemon that can be killed and started again on the same config and state. */
 export class ManagedDaemon {
@@ -54,6 +60,7 @@ export class ManagedDaemon {
     private readonly logDir: string,
     private readonly env: NodeJS.ProcessEnv,
     private readonly onCrash: ClusterOptions['onCrash'],
+    private readonly readyTimeoutMs?: number,
   ) {}
 
   get up(): boolean {
@@ -67,7 +74,7 @@ export class ManagedDaemon {
   async start(): Promise<void> {
     if (this.child) return;
     this.expectExit = false;
-    const { child, info } = await spawnDaemon(this.name, this.command, this.configFile, this.logDir, this.env);
+    const { child, info } = await spawnDaemon(this.name, this.command, this.configFile, this.logDir, this.env, this.readyTimeoutMs);
     this.starts++;
     this.child = child;
     this.info = info;
@@ -103,7 +110,11 @@ export class ManagedDaemon {
 }
 
 export class ChaosCluster {
+  /** The first cloud replica (the only one unless cloudReplicas > 1). */
   cloud!: ManagedDaemon;
+  clouds: ManagedDaemon[] = [];
+  /** Each replica's own address (cloudUrl is the balancer's when there are several). */
+  replicaUrls: string[] = [];
   collectors: ManagedDaemon[] = [];
   agents: ManagedDaemon[] = [];
   /** agentLinks[i]: the proxy agent i dials instead of its collector. */
@@ -121,8 +132,32 @@ export class ChaosCluster {
   private write(name: string, cfg: object): string {
     const f = join(this.o.dir, 'config', `${name}.json`);
     const kind = name.split('-')[0] as 'cloud' | 'collector' | 'agent';
-    writeFileSync(f, `${JSON.stringify(deepMerge(cfg, this.o.overrides?.[kind]), null, 2)}\n`);
+    // 0600: a cloud config may name its database (store.url), which the config loader treats as a secret.
+    writeFileSync(f, `${JSON.stringify(deepMerge(cfg, this.o.overrides?.[kind]), null, 2)}\n`, { mode: 0o600 });
     return f;
+  }
+
+  /** Where silver lives: the one cloud's lakehouse, or the folder the replicas share. */
+  get lakeRoot(): string {
+    return (this.o.cloudReplicas ?? 1) > 1 ? join(this.o.dir, 'lake') : join(this.o.dir, 'cloud', 'lakehouse');
+  }
+
+  /** The last seq each agent committed to its outbox (what silver must hold in the end). */
+  committedSeqs(): Record<string, number> {
+    const out: Record<string, number> = {};
+    this.deviceIds.forEach((id, i) => {
+      try {
+        const db = new Database(join(this.agentStateDirs[i]!, 'outbox.db'), { readonly: true, fileMustExist: true });
+        try {
+          out[id] = (db.prepare("SELECT v FROM meta WHERE k = 'seq'").get() as { v: number } | undefined)?.v ?? 0;
+        } finally {
+          db.close();
+        }
+      } catch {
+        out[id] = 0;
+      }
+    });
+    return out;
   }
 
   collectorOf(agent: number): number {
@@ -135,28 +170,49 @@ export class ChaosCluster {
     mkdirSync(logDir, { recursive: true });
     mkdirSync(join(dir, 'config'), { recursive: true });
     const log = { level: this.o.logLevel };
-    const cloudPort = await freePort();
-    this.cloudUrl = `http://127.0.0.1:${cloudPort}`;
-    const cloudCfg = this.write('cloud', {
-      stateDir: join(dir, 'cloud'),
-      http: { host: '127.0.0.1', port: cloudPort },
-      auth: { anonymousRole: 'none' },
-      // Compaction would make a plain glob read briefly count merged rows twice (docs/lakehouse.md):
-      // the checks read the files with plain SQL, so maintenance stays off during the run.
-      lakehouse: { flushIntervalMs: 500, compaction: { intervalMs: 0 }, retention: { intervalMs: 0 } },
-      log,
-    });
+    const replicas = Math.max(1, this.o.cloudReplicas ?? 1);
+    const cloudPorts: number[] = [];
+    const cloudCfgs: string[] = [];
+    for (let r = 0; r < replicas; r++) {
+      const port = await freePort();
+      const name = replicas > 1 ? `cloud-${r + 1}` : 'cloud';
+      cloudPorts.push(port);
+      this.replicaUrls.push(`http://127.0.0.1:${port}`);
+      cloudCfgs.push(
+        this.write(name, {
+          stateDir: join(dir, name),
+          http: { host: '127.0.0.1', port },
+          auth: { anonymousRole: 'none' },
+          // Compaction would make a plain glob read briefly count merged rows twice (docs/lakehouse.md):
+          // the checks read the files with plain SQL, so maintenance stays off during the run.
+          lakehouse: {
+            flushIntervalMs: 500,
+            compaction: { intervalMs: 0 },
+            retention: { intervalMs: 0 },
+            ...(replicas > 1 ? { root: this.lakeRoot } : {}),
+          },
+          log,
+        }),
+      );
+    }
     for (let c = 0; c < this.o.collectors; c++) this.sites.push(`chaos-site-${c + 1}`);
     this.tokens = {
-      operator: this.createToken(cloudCfg, 'operator'),
-      viewer: this.createToken(cloudCfg, 'viewer'),
-      collectors: this.sites.map((s) => this.createToken(cloudCfg, 'collector', s)),
+      operator: this.createToken(cloudCfgs[0]!, 'operator'),
+      viewer: this.createToken(cloudCfgs[0]!, 'viewer'),
+      collectors: this.sites.map((s) => this.createToken(cloudCfgs[0]!, 'collector', s)),
     };
-    this.cloud = new ManagedDaemon('cloud', 'cloud', cloudCfg, logDir, {}, this.o.onCrash);
-    await this.cloud.start();
+    // One after the other: the first applies the store's migrations.
+    for (const [r, cfg] of cloudCfgs.entries()) {
+      const name = replicas > 1 ? `cloud-${r + 1}` : 'cloud';
+      const d = new ManagedDaemon(name, 'cloud', cfg, logDir, {}, this.o.onCrash, this.o.readyTimeoutMs);
+      this.clouds.push(d);
+      await d.start();
+    }
+    this.cloud = this.clouds[0]!;
 
-    this.sinkLink = new FaultyTcpProxy(cloudPort);
+    this.sinkLink = new FaultyTcpProxy(cloudPorts);
     const sinkPort = await this.sinkLink.start();
+    this.cloudUrl = replicas > 1 ? `http://127.0.0.1:${sinkPort}` : this.replicaUrls[0]!;
     const mqttPorts: number[] = [];
     for (let c = 0; c < this.o.collectors; c++) {
       const port = await freePort();
@@ -173,7 +229,15 @@ export class ChaosCluster {
         admin: { enabled: true, host: '127.0.0.1', port: 0 },
         log,
       });
-      const d = new ManagedDaemon(`collector-${c + 1}`, 'collector', cfg, logDir, { EDGETWIN_CLOUD_TOKEN: this.tokens.collectors[c] }, this.o.onCrash);
+      const d = new ManagedDaemon(
+        `collector-${c + 1}`,
+        'collector',
+        cfg,
+        logDir,
+        { EDGETWIN_CLOUD_TOKEN: this.tokens.collectors[c] },
+        this.o.onCrash,
+        this.o.readyTimeoutMs,
+      );
       this.collectors.push(d);
       await d.start();
     }
@@ -191,20 +255,38 @@ export class ChaosCluster {
         stateDir,
         outbox: { maxBytes: this.o.outboxMaxBytes, whenFull: 'block', flushIntervalMs: 20 },
         // A short keepalive so a black-holed link is noticed within seconds, as a field device would be configured.
-        uplink: { url: `mqtt://127.0.0.1:${port}`, keepaliveS: 5, connectTimeoutMs: 3000, backoff: { initialMs: 100, maxMs: 2000 }, ...this.o.uplink },
+        uplink: {
+          url: `mqtt://127.0.0.1:${port}`,
+          keepaliveS: 5,
+          connectTimeoutMs: 3000,
+          backoff: { initialMs: 100, maxMs: 2000 },
+          ...this.o.uplink,
+        },
         sources: { simulator: { enabled: false }, http: { enabled: true, host: '127.0.0.1', port: 0 } },
         twin: { requestTimeoutMs: 3000 },
         admin: { enabled: true, host: '127.0.0.1', port: 0 },
         log,
       });
-      this.agents.push(new ManagedDaemon(`agent-${deviceId}`, 'agent', cfg, logDir, {}, this.o.onCrash));
+      this.agents.push(new ManagedDaemon(`agent-${deviceId}`, 'agent', cfg, logDir, {}, this.o.onCrash, this.o.readyTimeoutMs));
     }
     // A few at a time: twenty cold Node starts at once on two busy cores outlast the ready timeout.
     for (let i = 0; i < this.agents.length; i += 4) await Promise.all(this.agents.slice(i, i + 4).map((a) => a.start()));
   }
 
   private createToken(cloudCfg: string, role: string, site?: string): string {
-    const args = [cliPath, 'cloud', 'tokens', 'create', '--config', cloudCfg, '--role', role, '--name', `chaos ${role}${site ? ` ${site}` : ''}`, '--json'];
+    const args = [
+      cliPath,
+      'cloud',
+      'tokens',
+      'create',
+      '--config',
+      cloudCfg,
+      '--role',
+      role,
+      '--name',
+      `chaos ${role}${site ? ` ${site}` : ''}`,
+      '--json',
+    ];
     if (site) args.push('--site', site);
     const r = spawnSync(process.execPath, args, { encoding: 'utf8' });
     if (r.status !== 0) throw new Error(`edgetwin cloud tokens create failed: ${r.stderr}`);
@@ -227,6 +309,6 @@ export class ChaosCluster {
     for (const l of this.agentLinks) await l.stop();
     await Promise.all(this.collectors.map((c) => c.stop()));
     await this.sinkLink?.stop();
-    await this.cloud?.stop();
+    await Promise.all(this.clouds.map((c) => c.stop()));
   }
 }

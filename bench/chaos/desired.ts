@@ -22,11 +22,23 @@ interface TwinView {
   applied?: { version?: number; inSync?: boolean } | null;
 }
 
-async function json(method: 'GET' | 'PATCH', url: string, token: string, body?: unknown, ifMatch?: string): Promise<{ status: number; body: unknown; etag?: string }> {
+async function json(
+  method: 'GET' | 'PATCH',
+  url: string,
+  token: string,
+  body?: unknown,
+  ifMatch?: string,
+): Promise<{ status: number; body: unknown; etag?: string }> {
   const headers: Record<string, string> = { authorization: `Bearer ${token}` };
   if (body !== undefined) headers['content-type'] = 'application/json';
   if (ifMatch) headers['if-match'] = ifMatch;
-  const r = await request(url, { method, headers, body: body === undefined ? undefined : JSON.stringify(body), headersTimeout: 10_000, bodyTimeout: 10_000 });
+  const r = await request(url, {
+    method,
+    headers,
+    body: body === undefined ? undefined : JSON.stringify(body),
+    headersTimeout: 10_000,
+    bodyTimeout: 10_000,
+  });
   const text = await r.body.text();
   const etag = r.headers['etag'];
   return { status: r.statusCode, body: text ? (JSON.parse(text) as unknown) : undefined, ...(typeof etag === 'string' ? { etag } : {}) };

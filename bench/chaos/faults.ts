@@ -155,7 +155,9 @@ export class FaultInjector {
             s.apply();
           }
           this.count(f.kind, true);
-          this.log(`t+${secs(t0)}s ${f.kind} agents ${fmt(f.targets)}${f.kind === 'delay' ? ` +${f.delayMs} ms per chunk` : ''} for ${f.durationMs} ms`);
+          this.log(
+            `t+${secs(t0)}s ${f.kind} agents ${fmt(f.targets)}${f.kind === 'delay' ? ` +${f.delayMs} ms per chunk` : ''} for ${f.durationMs} ms`,
+          );
           await this.hold(f.durationMs);
           for (const s of states) {
             if (f.kind === 'partition') s.partition--;

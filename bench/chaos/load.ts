@@ -90,7 +90,12 @@ export class LoadSender {
       let status: number;
       let text: string;
       try {
-        const r = await request(url, { method: 'POST', dispatcher: this.http, headers: { 'content-type': 'application/json' }, body: JSON.stringify({ readings }) });
+        const r = await request(url, {
+          method: 'POST',
+          dispatcher: this.http,
+          headers: { 'content-type': 'application/json' },
+          body: JSON.stringify({ readings }),
+        });
         status = r.statusCode;
         text = await r.body.text();
       } catch {

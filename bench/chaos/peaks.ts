@@ -68,7 +68,10 @@ export class PeakSampler {
         const text = await this.scrape(a);
         if (!text) continue;
         p.outbox_peak_bytes = Math.max(p.outbox_peak_bytes, metricSum(text, 'edgetwin_outbox_depth_bytes'));
-        this.dropped.set(`${a.name}#${a.starts}`, metricSum(text, 'edgetwin_outbox_dropped_total') + metricSum(text, 'edgetwin_agent_dropped_total'));
+        this.dropped.set(
+          `${a.name}#${a.starts}`,
+          metricSum(text, 'edgetwin_outbox_dropped_total') + metricSum(text, 'edgetwin_agent_dropped_total'),
+        );
       }
       p.spool_dropped = [...this.dropped].filter(([k]) => k.startsWith('collector')).reduce((s, [, v]) => s + v, 0);
       p.outbox_dropped = [...this.dropped].filter(([k]) => k.startsWith('agent')).reduce((s, [, v]) => s + v, 0);

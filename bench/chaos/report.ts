@@ -40,9 +40,21 @@ export interface ChaosFigures extends VerifyFigures, Peaks {
 export function failures(f: Omit<ChaosFigures, 'ok'>): string[] {
   const out: string[] = [];
   const zero: (keyof Omit<ChaosFigures, 'ok'>)[] = [
-    'readings_lost', 'readings_duplicated', 'identity_duplicates', 'readings_invented', 'seq_gaps', 'seq_beyond_committed',
-    'order_violations', 'quarantined', 'twin_mismatches', 'desired_not_applied', 'daemon_crashes', 'restart_failures',
-    'unexpected_responses', 'outbox_dropped', 'spool_dropped',
+    'readings_lost',
+    'readings_duplicated',
+    'identity_duplicates',
+    'readings_invented',
+    'seq_gaps',
+    'seq_beyond_committed',
+    'order_violations',
+    'quarantined',
+    'twin_mismatches',
+    'desired_not_applied',
+    'daemon_crashes',
+    'restart_failures',
+    'unexpected_responses',
+    'outbox_dropped',
+    'spool_dropped',
   ];
   for (const k of zero) if (Number(f[k]) !== 0) out.push(`${k} = ${String(f[k])}`);
   if (!f.converged) out.push('the system did not converge (not every committed reading reached silver in time)');
@@ -57,8 +69,13 @@ export function loadFiguresOf(l: LoadFigures): Pick<ChaosFigures, 'readings_sent
 const n = (x: number): string => x.toLocaleString('en-US');
 
 export function render(f: ChaosFigures, why: string[]): string {
-  const faults = Object.entries(f.faults).sort().map(([k, v]) => `${k} ${v}`).join(', ');
-  const skipped = Object.entries(f.faults_skipped).map(([k, v]) => `${k} ${v}`).join(', ');
+  const faults = Object.entries(f.faults)
+    .sort()
+    .map(([k, v]) => `${k} ${v}`)
+    .join(', ');
+  const skipped = Object.entries(f.faults_skipped)
+    .map(([k, v]) => `${k} ${v}`)
+    .join(', ');
   return [
     `chaos run — seed ${f.seed}${f.quick ? ' (quick)' : ''}: ${f.agents} agents, ${f.collectors} collector(s), 1 cloud`,
     '',
@@ -78,6 +95,8 @@ export function render(f: ChaosFigures, why: string[]): string {
     `  drops / crashes          outbox ${f.outbox_dropped}, spool ${f.spool_dropped} / daemon crashes ${f.daemon_crashes}, failed restarts ${f.restart_failures}`,
     `  time                     sending ${f.send_s} s, draining ${f.drain_s} s`,
     '',
-    why.length === 0 ? 'PASS: every acknowledged reading is stored exactly once, in order' : `FAIL:\n${why.map((w) => `  - ${w}`).join('\n')}`,
+    why.length === 0
+      ? 'PASS: every acknowledged reading is stored exactly once, in order'
+      : `FAIL:\n${why.map((w) => `  - ${w}`).join('\n')}`,
   ].join('\n');
 }

@@ -15,9 +15,8 @@ import { mkdirSync, mkdtempSync, rmSync, writeFileSync, appendFileSync } from 'n
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
-import Database from 'better-sqlite3';
 import { request } from 'undici';
-import { mqttUplinkDefaults } from '../../agent/mqtt-uplink.js';
+import { mqttUplinkDefaults } from '../../agent/uplink/mqtt-uplink.js';
 import { ChaosCluster } from './cluster.js';
 import { DesiredChanger } from './desired.js';
 import { FaultInjector } from './faults.js';
@@ -26,38 +25,34 @@ import { PeakSampler } from './peaks.js';
 import { failures, loadFiguresOf, render, type ChaosFigures } from './report.js';
 import { describeSchedule, makeSchedule, type FaultKind } from './schedule.js';
 import { LakeChecker } from './verify.js';
+import { CHAOS_OPTIONS, wholeNumberOption } from './args.js';
 
-const KINDS: FaultKind[] = ['kill_agent', 'kill_collector', 'cloud_outage', 'partition', 'blackhole', 'delay', 'cut_connections', 'slow_sink'];
+const KINDS: FaultKind[] = [
+  'kill_agent',
+  'kill_collector',
+  'cloud_outage',
+  'partition',
+  'blackhole',
+  'delay',
+  'cut_connections',
+  'slow_sink',
+];
 
 const { values } = parseArgs({
   options: {
-    quick: { type: 'boolean', default: false },
+    ...CHAOS_OPTIONS,
     seed: { type: 'string' },
-    agents: { type: 'string' },
-    collectors: { type: 'string' },
-    readings: { type: 'string' },
-    'duration-s': { type: 'string' },
     'outage-s': { type: 'string' },
     'faults-per-min': { type: 'string' },
     batch: { type: 'string' },
-    'drain-timeout-s': { type: 'string' },
     'spool-bytes': { type: 'string' },
     'outbox-bytes': { type: 'string' },
     inflight: { type: 'string' },
     'log-level': { type: 'string', default: 'info' },
-    dir: { type: 'string' },
-    keep: { type: 'boolean', default: false },
-    json: { type: 'boolean', default: false },
   },
 });
 
-function int(name: string, dflt: number): number {
-  const v = values[name as keyof typeof values];
-  if (v === undefined) return dflt;
-  const x = Number(v);
-  if (!Number.isInteger(x) || x < 0) throw new Error(`--${name} must be a whole number, got "${String(v)}"`);
-  return x;
-}
+const int = (name: string, dflt: number): number => wholeNumberOption(values, name, dflt);
 
 const quick = values.quick;
 const seed = int('seed', Math.floor(Math.random() * 1_000_000));
@@ -89,8 +84,19 @@ const logLine = (line: string): void => {
 };
 const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
 
-const schedule = makeSchedule({ seed, runMs: o.runMs, agents: o.agents, collectors: o.collectors, perMinute: o.perMinute, kinds: KINDS, cloudOutageMs: o.outageMs, once: ['cloud_outage'] });
-say(`edgetwin chaos: seed ${seed}, ${o.agents} agents, ${o.collectors} collector(s), ${o.readings} readings over ${o.runMs / 1000} s; state and logs in ${dir}`);
+const schedule = makeSchedule({
+  seed,
+  runMs: o.runMs,
+  agents: o.agents,
+  collectors: o.collectors,
+  perMinute: o.perMinute,
+  kinds: KINDS,
+  cloudOutageMs: o.outageMs,
+  once: ['cloud_outage'],
+});
+say(
+  `edgetwin chaos: seed ${seed}, ${o.agents} agents, ${o.collectors} collector(s), ${o.readings} readings over ${o.runMs / 1000} s; state and logs in ${dir}`,
+);
 say(`fault schedule (${schedule.length} faults; replay with --seed ${seed}):\n${describeSchedule(schedule)}`);
 writeFileSync(join(dir, 'schedule.json'), `${JSON.stringify({ seed, options: o, schedule }, null, 2)}\n`);
 
@@ -106,27 +112,10 @@ const cluster: ChaosCluster = new ChaosCluster({
   onCrash: (name, code, log) => {
     crashes++;
     logLine(`CRASH: ${name} exited on its own (${String(code)}); see ${log}. Starting it again.`);
-    const d = [cluster.cloud, ...cluster.collectors, ...cluster.agents].find((x) => x?.name === name);
+    const d = [...cluster.clouds, ...cluster.collectors, ...cluster.agents].find((x) => x?.name === name);
     setTimeout(() => void d?.start().catch((err: unknown) => logLine(`${name} failed to start again: ${String(err)}`)), 1000);
   },
 });
-
-function committedSeqs(): Record<string, number> {
-  const out: Record<string, number> = {};
-  cluster.deviceIds.forEach((id, i) => {
-    try {
-      const db = new Database(join(cluster.agentStateDirs[i]!, 'outbox.db'), { readonly: true, fileMustExist: true });
-      try {
-        out[id] = (db.prepare("SELECT v FROM meta WHERE k = 'seq'").get() as { v: number } | undefined)?.v ?? 0;
-      } finally {
-        db.close();
-      }
-    } catch {
-      out[id] = 0;
-    }
-  });
-  return out;
-}
 
 interface TwinItem {
   deviceId: string;
@@ -153,14 +142,23 @@ async function main(): Promise<number> {
   const peaks = new PeakSampler(cluster);
   peaks.start();
   const quotas = cluster.deviceIds.map((_, i) => Math.floor(o.readings / o.agents) + (i < o.readings % o.agents ? 1 : 0));
-  const load = new LoadSender({ devices: cluster.deviceIds, quotas, batch: o.batch, paceMs: o.runMs, url: (i) => cluster.agentIngestUrl(i) });
+  const load = new LoadSender({
+    devices: cluster.deviceIds,
+    quotas,
+    batch: o.batch,
+    paceMs: o.runMs,
+    url: (i) => cluster.agentIngestUrl(i),
+  });
   const injector = new FaultInjector(cluster, logLine);
   const desired = new DesiredChanger(cluster.cloudUrl, cluster.tokens.operator, cluster.deviceIds, seed, () => injector.active > 0);
   desired.start(quick ? 1000 : 3000);
 
   const t0 = Date.now();
   const progress = setInterval(() => {
-    if (!values.json) say(`  t+${((Date.now() - t0) / 1000).toFixed(0)}s sent ${load.figures.sent} (acked ${load.figures.acked}, in doubt ${load.figures.inDoubt}); faults active ${injector.active}`);
+    if (!values.json)
+      say(
+        `  t+${((Date.now() - t0) / 1000).toFixed(0)}s sent ${load.figures.sent} (acked ${load.figures.acked}, in doubt ${load.figures.inDoubt}); faults active ${injector.active}`,
+      );
   }, 10_000);
   await Promise.all([load.run(), injector.play(schedule)]);
   const sendS = Math.round((Date.now() - t0) / 1000);
@@ -168,13 +166,13 @@ async function main(): Promise<number> {
   writeFileSync(join(dir, 'ledger.csv'), load.csv());
 
   // Drain: every committed reading must reach silver.
-  const lakeRoot = join(dir, 'cloud', 'lakehouse');
+  const lakeRoot = cluster.lakeRoot;
   const checker = await LakeChecker.open(lakeRoot);
   const drainStart = Date.now();
   let converged = false;
   let told = 0;
   while (Date.now() - drainStart < o.drainTimeoutMs) {
-    const want = Object.values(committedSeqs()).reduce((a, b) => a + b, 0);
+    const want = Object.values(cluster.committedSeqs()).reduce((a, b) => a + b, 0);
     const have = await checker.silverCount();
     if (have >= want && want > 0) {
       converged = true;
@@ -187,7 +185,7 @@ async function main(): Promise<number> {
     await sleep(2000);
   }
   let notInSync = await desired.notInSync();
-  for (const until = Date.now() + 60_000; notInSync.length > 0 && Date.now() < until; ) {
+  for (const until = Date.now() + 60_000; notInSync.length > 0 && Date.now() < until;) {
     await sleep(1000);
     notInSync = await desired.notInSync();
   }
@@ -209,11 +207,16 @@ async function main(): Promise<number> {
 
   await peaks.stop();
   await cluster.stop();
-  const lastSeq = committedSeqs();
+  const lastSeq = cluster.committedSeqs();
   const v = await checker.verify({ lakeRoot, ledgerCsv: join(dir, 'ledger.csv'), lastSeq, workDir: dir });
   checker.close();
 
-  const args = process.argv.slice(2).filter((a, i, all) => a !== '--json' && a !== '--keep' && a !== '--seed' && all[i - 1] !== '--seed' && a !== '--dir' && all[i - 1] !== '--dir');
+  const args = process.argv
+    .slice(2)
+    .filter(
+      (a, i, all) =>
+        a !== '--json' && a !== '--keep' && a !== '--seed' && all[i - 1] !== '--seed' && a !== '--dir' && all[i - 1] !== '--dir',
+    );
   const base = {
     command: ['npm run chaos --', ...args, '--seed', String(seed)].join(' '),
     seed,
@@ -258,7 +261,9 @@ async function main(): Promise<number> {
 main().then(
   (code) => process.exit(code),
   async (err: unknown) => {
-    process.stderr.write(`chaos run failed: ${err instanceof Error ? (err.stack ?? err.message) : String(err)}\nstate and logs in ${dir}\n`);
+    process.stderr.write(
+      `chaos run failed: ${err instanceof Error ? (err.stack ?? err.message) : String(err)}\nstate and logs in ${dir}\n`,
+    );
     await cluster.stop().catch(() => undefined);
     process.exit(2);
   },

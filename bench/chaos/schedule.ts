@@ -4,7 +4,8 @@
  */
 import { between, pick, rng, type Rng } from './rng.js';
 
-export type FaultKind = 'kill_agent' | 'kill_collector' | 'cloud_outage' | 'partition' | 'blackhole' | 'delay' | 'cut_connections' | 'slow_sink';
+export type FaultKind =
+  'kill_agent' | 'kill_collector' | 'cloud_outage' | 'partition' | 'blackhole' | 'delay' | 'cut_connections' | 'slow_sink';
 
 export interface Fault {
   atMs: number;
@@ -70,7 +71,13 @@ export function makeSchedule(o: ScheduleOptions): Fault[] {
   // Every kind the run asks for happens at least once.
   for (const kind of o.kinds) {
     if (!faults.some((f) => f.kind === kind)) {
-      faults.push(aim(r, { atMs: between(r, Math.floor(window * 0.05), window), kind, durationMs: kind === 'cloud_outage' ? o.cloudOutageMs : 2000 }, o));
+      faults.push(
+        aim(
+          r,
+          { atMs: between(r, Math.floor(window * 0.05), window), kind, durationMs: kind === 'cloud_outage' ? o.cloudOutageMs : 2000 },
+          o,
+        ),
+      );
     }
   }
   return faults.sort((a, b) => a.atMs - b.atMs);

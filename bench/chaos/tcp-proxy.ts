@@ -2,6 +2,9 @@
  * A TCP proxy that stands between agents and the collector and misbehaves on command: it can
  * delay bytes, cut every connection, refuse new ones (a partition), or silently drop traffic
  * (a black hole, where TCP keeps the connection "up" and only keepalives notice).
+ * Given several targets it is also the load balancer in front of cloud replicas: each new
+ * connection goes to the next target in turn, and one whose target refuses the connection (a
+ * killed replica) is dialled on to the next, as a platform load balancer retries a connect failure.
  */
 import { createServer, connect, type AddressInfo, type Server, type Socket } from 'node:net';
 
@@ -18,7 +21,15 @@ export class FaultyTcpProxy {
   port = 0;
   connections = 0;
 
-  constructor(private readonly targetPort: number, private readonly targetHost = '127.0.0.1') {}
+  private readonly targets: number[];
+  private nextTarget = 0;
+
+  constructor(
+    targetPort: number | number[],
+    private readonly targetHost = '127.0.0.1',
+  ) {
+    this.targets = Array.isArray(targetPort) ? [...targetPort] : [targetPort];
+  }
 
   async start(port = 0): Promise<number> {
     const server = createServer((client) => this.accept(client));
@@ -37,7 +48,32 @@ export class FaultyTcpProxy {
       return;
     }
     this.connections++;
-    const upstream = connect(this.targetPort, this.targetHost);
+    client.on('error', () => client.destroy()); // a reset while its target is dialled
+    this.dial(client, this.targets.length);
+  }
+
+  /** Dials the next target; a refused dial moves on to the one after it, `tries` targets in all. */
+  private dial(client: Socket, tries: number): void {
+    const port = this.targets[this.nextTarget++ % this.targets.length]!;
+    const upstream = connect(port, this.targetHost);
+    if (this.targets.length > 1) {
+      // Nothing is piped until the target answers, so a refused dial loses no byte of the client's.
+      const refused = (): void => {
+        upstream.destroy();
+        if (tries > 1 && !client.destroyed) this.dial(client, tries - 1);
+        else client.destroy();
+      };
+      upstream.once('error', refused);
+      upstream.once('connect', () => {
+        upstream.off('error', refused);
+        this.join(client, upstream);
+      });
+      return;
+    }
+    this.join(client, upstream);
+  }
+
+  private join(client: Socket, upstream: Socket): void {
     const pair: [Socket, Socket] = [client, upstream];
     this.pairs.add(pair);
     const close = (): void => {

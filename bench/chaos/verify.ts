@@ -101,7 +101,12 @@ export class LakeChecker {
 
   async verify(input: VerifyInput): Promise<VerifyFigures> {
     const seqCsv = join(input.workDir, 'committed-seqs.csv');
-    writeFileSync(seqCsv, `device,last_seq\n${Object.entries(input.lastSeq).map(([d, s]) => `${d},${s}`).join('\n')}\n`);
+    writeFileSync(
+      seqCsv,
+      `device,last_seq\n${Object.entries(input.lastSeq)
+        .map(([d, s]) => `${d},${s}`)
+        .join('\n')}\n`,
+    );
     await this.load();
     await this.con.run(
       `CREATE OR REPLACE TEMP TABLE ledger AS SELECT * FROM read_csv(${sqlString(input.ledgerCsv)}, header = true,
@@ -113,12 +118,16 @@ export class LakeChecker {
     );
     const one = async (sql: string): Promise<number> => Number((await this.rows(sql))[0]?.['n'] ?? 0);
     const stored = `EXISTS (SELECT 1 FROM silver v WHERE v.device = s.device AND v.value = s.n::DOUBLE)`;
-    const lat = (await this.rows(
-      `SELECT coalesce(max(rx_ms - ts_ms), 0) AS max, coalesce(quantile_cont(rx_ms - ts_ms, 0.99), 0) AS p99, coalesce(median(rx_ms - ts_ms), 0) AS p50 FROM silver`,
-    ))[0]!;
+    const lat = (
+      await this.rows(
+        `SELECT coalesce(max(rx_ms - ts_ms), 0) AS max, coalesce(quantile_cont(rx_ms - ts_ms, 0.99), 0) AS p99, coalesce(median(rx_ms - ts_ms), 0) AS p50 FROM silver`,
+      )
+    )[0]!;
     let quarantined = 0;
     try {
-      quarantined = await one(`SELECT count(*) AS n FROM read_parquet(${sqlString(join(input.lakeRoot, 'silver', 'quarantine', '**', '*.parquet'))}, hive_partitioning = true)`);
+      quarantined = await one(
+        `SELECT count(*) AS n FROM read_parquet(${sqlString(join(input.lakeRoot, 'silver', 'quarantine', '**', '*.parquet'))}, hive_partitioning = true)`,
+      );
     } catch {
       // no quarantine file: nothing was quarantined
     }
@@ -128,14 +137,22 @@ export class LakeChecker {
       readings_in_doubt_stored: await one(`SELECT count(*) AS n FROM sent s WHERE status = 'in_doubt' AND ${stored}`),
       readings_stored: await one(`SELECT count(*) AS n FROM silver`),
       readings_lost: await one(`SELECT count(*) AS n FROM sent s WHERE status = 'acked' AND NOT ${stored}`),
-      readings_duplicated: await one(`SELECT coalesce(sum(c - 1), 0) AS n FROM (SELECT device, value, count(*) AS c FROM silver GROUP BY ALL HAVING c > 1)`),
-      identity_duplicates: await one(`SELECT coalesce(sum(c - 1), 0) AS n FROM (SELECT device, epoch, seq, count(*) AS c FROM silver GROUP BY ALL HAVING c > 1)`),
-      readings_invented: await one(`SELECT count(*) AS n FROM silver v WHERE NOT EXISTS (SELECT 1 FROM sent s WHERE s.device = v.device AND s.n::DOUBLE = v.value)`),
+      readings_duplicated: await one(
+        `SELECT coalesce(sum(c - 1), 0) AS n FROM (SELECT device, value, count(*) AS c FROM silver GROUP BY ALL HAVING c > 1)`,
+      ),
+      identity_duplicates: await one(
+        `SELECT coalesce(sum(c - 1), 0) AS n FROM (SELECT device, epoch, seq, count(*) AS c FROM silver GROUP BY ALL HAVING c > 1)`,
+      ),
+      readings_invented: await one(
+        `SELECT count(*) AS n FROM silver v WHERE NOT EXISTS (SELECT 1 FROM sent s WHERE s.device = v.device AND s.n::DOUBLE = v.value)`,
+      ),
       seq_gaps: await one(
         `SELECT coalesce(sum(q.last_seq - coalesce(h.have, 0)), 0) AS n FROM seqs q
          LEFT JOIN (SELECT device, count(DISTINCT seq) AS have FROM silver v WHERE seq >= 1 AND seq <= (SELECT last_seq FROM seqs WHERE seqs.device = v.device) GROUP BY device) h USING (device)`,
       ),
-      seq_beyond_committed: await one(`SELECT count(*) AS n FROM silver v LEFT JOIN seqs q USING (device) WHERE q.last_seq IS NULL OR v.seq > q.last_seq OR v.seq < 1`),
+      seq_beyond_committed: await one(
+        `SELECT count(*) AS n FROM silver v LEFT JOIN seqs q USING (device) WHERE q.last_seq IS NULL OR v.seq > q.last_seq OR v.seq < 1`,
+      ),
       order_violations: await one(
         `SELECT count(*) AS n FROM (SELECT value, lag(value) OVER (PARTITION BY device ORDER BY seq) AS prev FROM silver) WHERE prev IS NOT NULL AND value < prev`,
       ),

@@ -15,10 +15,24 @@ export interface InputFile {
 }
 
 const BAD_JSON_LINES = [
-  '{"metric":"jl","value":1,"unit":"1"', '{"metric":"jl"}', '{"metric":"jl","value":"7","unit":"1"}', '{"metric":"jl","value":1,"unit":"1","x":1}',
-  '{"metric":"1bad","value":1,"unit":"1"}', '{"metric":"jl","value":1e999,"unit":"1"}', '[]', '{"readings":5}', '{"readings":[{"metric":"jl"}]}',
-  'null', '42', '"text"', '\u0000\u0001\u0002', "{'metric':'jl'}", '{"metric":"jl","value":1,"unit":"1","ts":"yesterday"}',
-  '{"metric":"jl","value":1,"unit":"' + 'u'.repeat(40) + '"}', '{"metric":"jl","value":NaN,"unit":"1"}', `${'['.repeat(3000)}${']'.repeat(3000)}`,
+  '{"metric":"jl","value":1,"unit":"1"',
+  '{"metric":"jl"}',
+  '{"metric":"jl","value":"7","unit":"1"}',
+  '{"metric":"jl","value":1,"unit":"1","x":1}',
+  '{"metric":"1bad","value":1,"unit":"1"}',
+  '{"metric":"jl","value":1e999,"unit":"1"}',
+  '[]',
+  '{"readings":5}',
+  '{"readings":[{"metric":"jl"}]}',
+  'null',
+  '42',
+  '"text"',
+  '\u0000\u0001\u0002',
+  "{'metric':'jl'}",
+  '{"metric":"jl","value":1,"unit":"1","ts":"yesterday"}',
+  '{"metric":"jl","value":1,"unit":"' + 'u'.repeat(40) + '"}',
+  '{"metric":"jl","value":NaN,"unit":"1"}',
+  `${'['.repeat(3000)}${']'.repeat(3000)}`,
 ];
 
 /** JSON lines, `n` of them: good ones carry metric `jl` and a running value. */
@@ -50,7 +64,21 @@ export function writeCsv(path: string, r: Rng, n: number): InputFile {
       rows.push(`${iso},${f.good}`);
     } else {
       f.bad++;
-      rows.push(pick(r, [`not-a-time,5`, `${iso},abc`, `${iso},`, `${iso},1e999`, `${iso},NaN`, `${iso},Infinity`, ',', `"${iso}",""`, '\u0000\u0000', `${iso},"1,2"`, `2026-13-45T99:99:99Z,1`]));
+      rows.push(
+        pick(r, [
+          `not-a-time,5`,
+          `${iso},abc`,
+          `${iso},`,
+          `${iso},1e999`,
+          `${iso},NaN`,
+          `${iso},Infinity`,
+          ',',
+          `"${iso}",""`,
+          '\u0000\u0000',
+          `${iso},"1,2"`,
+          `2026-13-45T99:99:99Z,1`,
+        ]),
+      );
     }
   }
   writeFileSync(path, `${rows.join('\n')}\n`);
@@ -68,7 +96,13 @@ export interface AgentHttpFigures {
 /** POSTs to the agent's `/v1/readings`: good batches (metric `http_good`) among broken ones. */
 export async function fuzzAgentHttp(url: string, seed: number, requests: number, maxBodyBytes: number): Promise<AgentHttpFigures> {
   const r = rng(seed);
-  const f: AgentHttpFigures = { agent_http_requests: 0, agent_http_good_accepted: 0, agent_http_rejected_items: 0, agent_http_violations: 0, agent_http_violation_samples: [] };
+  const f: AgentHttpFigures = {
+    agent_http_requests: 0,
+    agent_http_good_accepted: 0,
+    agent_http_rejected_items: 0,
+    agent_http_violations: 0,
+    agent_http_violation_samples: [],
+  };
   const bad = (w: string): void => {
     f.agent_http_violations++;
     if (f.agent_http_violation_samples.length < 10) f.agent_http_violation_samples.push(w);
@@ -85,7 +119,17 @@ export async function fuzzAgentHttp(url: string, seed: number, requests: number,
         if (r() < 0.6) {
           good++;
           items.push({ metric: 'http_good', value: ++value, unit: '1' });
-        } else items.push(pick(r, [{ metric: 'http_good' }, { metric: 'x y', value: 1, unit: 'u' }, { metric: 'm', value: 'v', unit: 'u' }, null, 5, { metric: 'm', value: 1, unit: 'u', ts: 'never' }]));
+        } else
+          items.push(
+            pick(r, [
+              { metric: 'http_good' },
+              { metric: 'x y', value: 1, unit: 'u' },
+              { metric: 'm', value: 'v', unit: 'u' },
+              null,
+              5,
+              { metric: 'm', value: 1, unit: 'u', ts: 'never' },
+            ]),
+          );
       }
       body = JSON.stringify({ readings: items });
     } else if (kind === 1) body = pick(r, ['{', '{"readings":', 'null', '[]', '{"readings":[]}', '{"readings":{}}', '\u0000', '"s"']);

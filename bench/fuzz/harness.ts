@@ -7,7 +7,7 @@
 import { request } from 'undici';
 import mqtt, { type MqttClient } from 'mqtt';
 import { ErrorCodes } from '../../common/errors.js';
-import { spliceBatch, topics } from '../../common/record.js';
+import { spliceBatch, topics } from '../../common/wire/record.js';
 import { ChaosCluster, type ManagedDaemon } from '../chaos/cluster.js';
 import { metricSum } from '../chaos/peaks.js';
 
@@ -76,7 +76,9 @@ export class FuzzStack {
 
   /** Readings the cloud has stored for a device (its twin's count), 0 before the first. */
   async storedReadings(device: string): Promise<number> {
-    const r = await request(`${this.cloudUrl}/v1/twins/${encodeURIComponent(device)}`, { headers: { authorization: `Bearer ${this.cluster.tokens.viewer}` } });
+    const r = await request(`${this.cloudUrl}/v1/twins/${encodeURIComponent(device)}`, {
+      headers: { authorization: `Bearer ${this.cluster.tokens.viewer}` },
+    });
     const body = (await r.body.json()) as { readings?: number };
     return r.statusCode === 200 ? (body.readings ?? 0) : 0;
   }
@@ -111,10 +113,18 @@ export class GoodMqttDevice {
   private running = false;
   private loop: Promise<void> | undefined;
 
-  constructor(private readonly port: number, readonly device = 'fuzz-good') {}
+  constructor(
+    private readonly port: number,
+    readonly device = 'fuzz-good',
+  ) {}
 
   async start(): Promise<void> {
-    const client = mqtt.connect(`mqtt://127.0.0.1:${this.port}`, { clientId: this.device, clean: false, protocolVersion: 4, reconnectPeriod: 200 });
+    const client = mqtt.connect(`mqtt://127.0.0.1:${this.port}`, {
+      clientId: this.device,
+      clean: false,
+      protocolVersion: 4,
+      reconnectPeriod: 200,
+    });
     this.client = client;
     await new Promise<void>((resolve, reject) => {
       client.once('connect', () => resolve());
@@ -151,7 +161,12 @@ export class GoodIngestClient {
   private running = false;
   private loop: Promise<void> | undefined;
 
-  constructor(private readonly cloudUrl: string, private readonly token: string, private readonly site: string, readonly device = 'fuzz-good-http') {}
+  constructor(
+    private readonly cloudUrl: string,
+    private readonly token: string,
+    private readonly site: string,
+    readonly device = 'fuzz-good-http',
+  ) {}
 
   start(): void {
     this.running = true;
@@ -161,9 +176,18 @@ export class GoodIngestClient {
   private async run(): Promise<void> {
     for (let b = 0, seq = 1; this.running; b++) {
       const readings = Array.from({ length: 10 }, (_, i) => ({ seq: seq + i, ts: Date.now(), metric: 'good', value: seq + i, unit: '1' }));
-      const body = JSON.stringify({ v: 1, batchId: `good-${b}`, site: this.site, messages: [{ v: 1, device: this.device, epoch: 1, readings }] });
+      const body = JSON.stringify({
+        v: 1,
+        batchId: `good-${b}`,
+        site: this.site,
+        messages: [{ v: 1, device: this.device, epoch: 1, readings }],
+      });
       try {
-        const r = await request(`${this.cloudUrl}/v1/ingest`, { method: 'POST', headers: { authorization: `Bearer ${this.token}`, 'content-type': 'application/json' }, body });
+        const r = await request(`${this.cloudUrl}/v1/ingest`, {
+          method: 'POST',
+          headers: { authorization: `Bearer ${this.token}`, 'content-type': 'application/json' },
+          body,
+        });
         await r.body.text();
         if (r.statusCode === 200) {
           this.acked += readings.length;

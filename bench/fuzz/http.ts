@@ -36,10 +36,48 @@ export interface HttpFuzzFigures {
 }
 
 export const INJECTIONS = [
-  '../', '../../etc/passwd', '..%2F..%2Fetc%2Fpasswd', '%2e%2e%2f', '%00', 'a%00b', '\u0000', "'", '"', "' OR '1'='1", "' OR 1=1 --",
-  "'; DROP TABLE twins; --", "x') UNION ALL SELECT * FROM read_csv('/etc/passwd') --", "read_text('/etc/passwd')", "' || (SELECT content FROM read_text('/etc/passwd')) || '",
-  '*', '%', '_', '\\', '$(id)', '`id`', '{{7*7}}', '${7*7}', '<script>alert(1)</script>', '😀', 'ÿþ', ' ', '', '-1', '0', '1e309', 'NaN', 'Infinity', '99999999999999999999',
-  'm0;DELETE', 'm0\nm1', 'a'.repeat(5000), '/v1/twins', 'null', 'true', '[]', '{}',
+  '../',
+  '../../etc/passwd',
+  '..%2F..%2Fetc%2Fpasswd',
+  '%2e%2e%2f',
+  '%00',
+  'a%00b',
+  '\u0000',
+  "'",
+  '"',
+  "' OR '1'='1",
+  "' OR 1=1 --",
+  "'; DROP TABLE twins; --",
+  "x') UNION ALL SELECT * FROM read_csv('/etc/passwd') --",
+  "read_text('/etc/passwd')",
+  "' || (SELECT content FROM read_text('/etc/passwd')) || '",
+  '*',
+  '%',
+  '_',
+  '\\',
+  '$(id)',
+  '`id`',
+  '{{7*7}}',
+  '${7*7}',
+  '<script>alert(1)</script>',
+  '😀',
+  'ÿþ',
+  ' ',
+  '',
+  '-1',
+  '0',
+  '1e309',
+  'NaN',
+  'Infinity',
+  '99999999999999999999',
+  'm0;DELETE',
+  'm0\nm1',
+  'a'.repeat(5000),
+  '/v1/twins',
+  'null',
+  'true',
+  '[]',
+  '{}',
 ];
 
 const READ_ROUTES = (device: string): ((inj: string) => string)[] => {
@@ -84,7 +122,27 @@ function randomJsonish(r: Rng, depth = 0): unknown {
       return Array.from({ length: between(r, 0, 4) }, () => randomJsonish(r, depth + 1));
     default: {
       const o: Record<string, unknown> = {};
-      for (let k = between(r, 0, 4); k > 0; k--) o[pick(r, ['v', 'batchId', 'site', 'messages', 'device', 'epoch', 'readings', 'seq', 'ts', 'metric', 'value', 'unit', '$version', 'a.b', '$x', ''])] = randomJsonish(r, depth + 1);
+      for (let k = between(r, 0, 4); k > 0; k--)
+        o[
+          pick(r, [
+            'v',
+            'batchId',
+            'site',
+            'messages',
+            'device',
+            'epoch',
+            'readings',
+            'seq',
+            'ts',
+            'metric',
+            'value',
+            'unit',
+            '$version',
+            'a.b',
+            '$x',
+            '',
+          ])
+        ] = randomJsonish(r, depth + 1);
       return o;
     }
   }
@@ -96,7 +154,9 @@ function mistypedEnvelope(r: Rng, site: string): unknown {
     v: 1,
     batchId: `fz-${between(r, 0, 1e9)}`,
     site,
-    messages: [{ v: 1, device: 'fuzz-env', epoch: 1, readings: [{ seq: between(r, 1, 1e6), ts: Date.now(), metric: 'm', value: 1, unit: 'u' }] }],
+    messages: [
+      { v: 1, device: 'fuzz-env', epoch: 1, readings: [{ seq: between(r, 1, 1e6), ts: Date.now(), metric: 'm', value: 1, unit: 'u' }] },
+    ],
   };
   const msg = (env['messages'] as Record<string, unknown>[])[0]!;
   const reading = (msg['readings'] as Record<string, unknown>[])[0]!;
@@ -108,12 +168,23 @@ function mistypedEnvelope(r: Rng, site: string): unknown {
 
 function corrupt(r: Rng, text: string): string {
   const i = between(r, 0, Math.max(0, text.length - 1));
-  return pick(r, [text.slice(0, i), text.slice(0, i) + pick(r, ['{', '}', '"', ',', '\\', '\u0000']) + text.slice(i + 1), text + pick(r, ['}', ',', 'x'])]);
+  return pick(r, [
+    text.slice(0, i),
+    text.slice(0, i) + pick(r, ['{', '}', '"', ',', '\\', '\u0000']) + text.slice(i + 1),
+    text + pick(r, ['}', ',', 'x']),
+  ]);
 }
 
 export async function fuzzHttp(o: HttpFuzzOptions): Promise<HttpFuzzFigures> {
   const r = rng(o.seed);
-  const f: HttpFuzzFigures = { http_requests: 0, http_errors: 0, http_violations: 0, http_violation_samples: [], http_violations_by_kind: {}, http_by_status: {} };
+  const f: HttpFuzzFigures = {
+    http_requests: 0,
+    http_errors: 0,
+    http_violations: 0,
+    http_violation_samples: [],
+    http_violations_by_kind: {},
+    http_by_status: {},
+  };
   const violation = (what: string, kind: string): void => {
     f.http_violations++;
     f.http_violations_by_kind[kind] = (f.http_violations_by_kind[kind] ?? 0) + 1;
@@ -121,12 +192,24 @@ export async function fuzzHttp(o: HttpFuzzOptions): Promise<HttpFuzzFigures> {
   };
   const routes = READ_ROUTES(o.device);
 
-  const send = async (method: 'GET' | 'POST' | 'PATCH', path: string, token: string, body?: string | Buffer, headers: Record<string, string> = {}): Promise<void> => {
+  const send = async (
+    method: 'GET' | 'POST' | 'PATCH',
+    path: string,
+    token: string,
+    body?: string | Buffer,
+    headers: Record<string, string> = {},
+  ): Promise<void> => {
     f.http_requests++;
     let status: number;
     let text: string;
     try {
-      const res = await request(`${o.cloudUrl}${path}`, { method, headers: { authorization: `Bearer ${token}`, ...headers }, body, headersTimeout: 30_000, bodyTimeout: 30_000 });
+      const res = await request(`${o.cloudUrl}${path}`, {
+        method,
+        headers: { authorization: `Bearer ${token}`, ...headers },
+        body,
+        headersTimeout: 30_000,
+        bodyTimeout: 30_000,
+      });
       status = res.statusCode;
       text = await res.body.text();
     } catch (err) {
@@ -147,17 +230,20 @@ export async function fuzzHttp(o: HttpFuzzOptions): Promise<HttpFuzzFigures> {
     } catch {
       // not JSON: judged below where it matters
     }
-    if (status >= 500 && status !== 503) violation(`${where}: ${text.slice(0, 200)}`, `${status} ${String(parsed.message ?? '').slice(0, 60)}`);
+    if (status >= 500 && status !== 503)
+      violation(`${where}: ${text.slice(0, 200)}`, `${status} ${String(parsed.message ?? '').slice(0, 60)}`);
     if (status >= 400) {
       f.http_errors++;
       const code = parsed.code;
-      if (typeof code !== 'string' || !ERROR_CODES.has(code)) violation(`${where}: error without a known code: ${text.slice(0, 200)}`, `no code ${typeof code === 'string' ? code : 'non-JSON'}`);
+      if (typeof code !== 'string' || !ERROR_CODES.has(code))
+        violation(`${where}: error without a known code: ${text.slice(0, 200)}`, `no code ${typeof code === 'string' ? code : 'non-JSON'}`);
     }
     if (/root:.*:0:0:/.test(text)) violation(`${where}: /etc/passwd leaked`, 'leak');
     if (status === 200 && path.includes('/telemetry') && text.includes('"device"')) {
       // A history query answers only for the device in its path.
       const devices = [...text.matchAll(/"device":"([^"]*)"/g)].map((m) => m[1]);
-      if (devices.some((d) => d !== o.device) && path.startsWith(`/v1/twins/${encodeURIComponent(o.device)}/`)) violation(`${where}: another device's history`, 'other device');
+      if (devices.some((d) => d !== o.device) && path.startsWith(`/v1/twins/${encodeURIComponent(o.device)}/`))
+        violation(`${where}: another device's history`, 'other device');
     }
   };
 
@@ -179,26 +265,48 @@ export async function fuzzHttp(o: HttpFuzzOptions): Promise<HttpFuzzFigures> {
         break;
       case 5: {
         const id = pick(r, [o.device, pick(r, INJECTIONS)]);
-        const body = pick(r, [JSON.stringify(randomJsonish(r)), corrupt(r, '{"samplingIntervalMs":500}'), JSON.stringify({ [pick(r, ['$x', 'a.b', 'a b', ''])]: 1 }), JSON.stringify({ deep: JSON.parse('{"a":'.repeat(40) + '1' + '}'.repeat(40)) })]);
-        await send('PATCH', `/v1/twins/${encodeURIComponent(id)}/desired`, o.tokens.operator, body, { ...json, 'if-match': pick(r, ['*', '"0"', 'garbage', '']) });
+        const body = pick(r, [
+          JSON.stringify(randomJsonish(r)),
+          corrupt(r, '{"samplingIntervalMs":500}'),
+          JSON.stringify({ [pick(r, ['$x', 'a.b', 'a b', ''])]: 1 }),
+          JSON.stringify({ deep: JSON.parse('{"a":'.repeat(40) + '1' + '}'.repeat(40)) }),
+        ]);
+        await send('PATCH', `/v1/twins/${encodeURIComponent(id)}/desired`, o.tokens.operator, body, {
+          ...json,
+          'if-match': pick(r, ['*', '"0"', 'garbage', '']),
+        });
         break;
       }
       case 6:
-        await send('PATCH', `/v1/twins/${encodeURIComponent(o.device)}`, o.tokens.operator, JSON.stringify(randomJsonish(r)), { ...json, 'if-match': '*' });
+        await send('PATCH', `/v1/twins/${encodeURIComponent(o.device)}`, o.tokens.operator, JSON.stringify(randomJsonish(r)), {
+          ...json,
+          'if-match': '*',
+        });
         break;
       case 7: {
         // Wrong content type, bad encoding, bytes that are not UTF-8.
         const v = between(r, 0, 3);
-        if (v === 0) await send('POST', '/v1/ingest', o.tokens.collector, 'v=1&batchId=x', { 'content-type': 'application/x-www-form-urlencoded' });
-        else if (v === 1) await send('POST', '/v1/ingest', o.tokens.collector, Buffer.from('not gzip at all'), { ...json, 'content-encoding': 'gzip' });
+        if (v === 0)
+          await send('POST', '/v1/ingest', o.tokens.collector, 'v=1&batchId=x', { 'content-type': 'application/x-www-form-urlencoded' });
+        else if (v === 1)
+          await send('POST', '/v1/ingest', o.tokens.collector, Buffer.from('not gzip at all'), { ...json, 'content-encoding': 'gzip' });
         else if (v === 2) await send('POST', '/v1/ingest', o.tokens.collector, Buffer.from([0x7b, 0x22, 0xff, 0xfe, 0x22, 0x7d]), json);
-        else await send('POST', '/v1/ingest', o.tokens.collector, Buffer.from(JSON.stringify(mistypedEnvelope(r, o.site))), { ...json, 'content-encoding': pick(r, ['br', 'deflate', 'x-unknown']) });
+        else
+          await send('POST', '/v1/ingest', o.tokens.collector, Buffer.from(JSON.stringify(mistypedEnvelope(r, o.site))), {
+            ...json,
+            'content-encoding': pick(r, ['br', 'deflate', 'x-unknown']),
+          });
         break;
       }
       case 8: {
         // Bodies over the limit: plain, and a gzip bomb that is small on the wire.
-        if (r() < 0.5) await send('POST', '/v1/ingest', o.tokens.collector, Buffer.alloc(o.bodyLimitBytes + between(r, 1, 65536), 0x20), json);
-        else await send('POST', '/v1/ingest', o.tokens.collector, gzipSync(Buffer.alloc(o.bodyLimitBytes * 4, 0x20)), { ...json, 'content-encoding': 'gzip' });
+        if (r() < 0.5)
+          await send('POST', '/v1/ingest', o.tokens.collector, Buffer.alloc(o.bodyLimitBytes + between(r, 1, 65536), 0x20), json);
+        else
+          await send('POST', '/v1/ingest', o.tokens.collector, gzipSync(Buffer.alloc(o.bodyLimitBytes * 4, 0x20)), {
+            ...json,
+            'content-encoding': 'gzip',
+          });
         break;
       }
       default:

@@ -7,8 +7,8 @@
  */
 import { connect, type Socket } from 'node:net';
 import mqttPacket from 'mqtt-packet';
-import { parseDeviceMessage, propertyBag } from '../../collector/iothub-telemetry.js';
-import { spliceBatch, topics } from '../../common/record.js';
+import { parseDeviceMessage, propertyBag } from '../../collector/broker/iothub-telemetry.js';
+import { spliceBatch, topics } from '../../common/wire/record.js';
 import { between, pick, rng, type Rng } from '../chaos/rng.js';
 
 export interface MqttFuzzOptions {
@@ -57,7 +57,15 @@ function validPacket(r: Rng, device: string, i: number): Buffer {
     case 0:
       return connectPacket(pick(r, [device, '', 'x'.repeat(300), 'a+b', '\u0000']));
     case 1:
-      return gen({ cmd: 'publish', topic: topic || 't', payload: randomBytes(r, between(r, 0, 64)), qos: pick(r, [0, 1, 2]), messageId: i + 1, retain: r() < 0.2, dup: false });
+      return gen({
+        cmd: 'publish',
+        topic: topic || 't',
+        payload: randomBytes(r, between(r, 0, 64)),
+        qos: pick(r, [0, 1, 2]),
+        messageId: i + 1,
+        retain: r() < 0.2,
+        dup: false,
+      });
     case 2:
       return gen({ cmd: 'subscribe', messageId: i + 1, subscriptions: [{ topic: topic || '#', qos: pick(r, [0, 1, 2]) }] });
     case 3:
@@ -85,7 +93,11 @@ function mutate(r: Rng, p: Buffer): Buffer {
     case 2: // garbage appended
       return Buffer.concat([b, randomBytes(r, between(r, 1, 32))]);
     case 3: // forged remaining length: a varint that never ends, or one that claims far more than follows
-      return Buffer.concat([b.subarray(0, 1), r() < 0.5 ? Buffer.from([0xff, 0xff, 0xff, 0xff, 0xff]) : Buffer.from([0xff, 0xff, 0xff, 0x7f]), b.subarray(2)]);
+      return Buffer.concat([
+        b.subarray(0, 1),
+        r() < 0.5 ? Buffer.from([0xff, 0xff, 0xff, 0xff, 0xff]) : Buffer.from([0xff, 0xff, 0xff, 0x7f]),
+        b.subarray(2),
+      ]);
     case 4: // reserved packet type 0 or 15, or bad flags
       b[0] = pick(r, [0x00, 0xf0, (b[0]! & 0xf0) | between(r, 1, 15)]);
       return b;
@@ -102,7 +114,13 @@ function open(port: number): Promise<Socket> {
 }
 
 /** Writes, then waits until the collector closes the socket, `enough()` holds, or `ms` pass; never throws. */
-async function sendAndClose(port: number, chunks: Buffer[], ms: number, onData?: (d: Buffer) => void, enough?: () => boolean): Promise<void> {
+async function sendAndClose(
+  port: number,
+  chunks: Buffer[],
+  ms: number,
+  onData?: (d: Buffer) => void,
+  enough?: () => boolean,
+): Promise<void> {
   let s: Socket;
   try {
     s = await open(port);
@@ -171,7 +189,12 @@ function payload(r: Rng, device: string, seq: number): string | Buffer {
  */
 function invalid(p: string | Buffer, device: string): boolean {
   try {
-    parseDeviceMessage(device, Buffer.isBuffer(p) ? p : Buffer.from(p), () => propertyBag(topics.telemetry(device), topics.telemetryPrefix(device)), Date.now());
+    parseDeviceMessage(
+      device,
+      Buffer.isBuffer(p) ? p : Buffer.from(p),
+      () => propertyBag(topics.telemetry(device), topics.telemetryPrefix(device)),
+      Date.now(),
+    );
     return false;
   } catch {
     return true;
@@ -181,8 +204,15 @@ function invalid(p: string | Buffer, device: string): boolean {
 export async function fuzzMqtt(o: MqttFuzzOptions): Promise<MqttFuzzFigures> {
   const r = rng(o.seed);
   const f: MqttFuzzFigures = {
-    mqtt_malformed_packets: 0, mqtt_malformed_connections: 0, mqtt_payloads: 0, mqtt_payloads_invalid: 0, mqtt_payloads_acked: 0,
-    mqtt_oversize: 0, mqtt_oversize_acked: 0, mqtt_truncated_frames: 0, mqtt_slowloris: 0,
+    mqtt_malformed_packets: 0,
+    mqtt_malformed_connections: 0,
+    mqtt_payloads: 0,
+    mqtt_payloads_invalid: 0,
+    mqtt_payloads_acked: 0,
+    mqtt_oversize: 0,
+    mqtt_oversize_acked: 0,
+    mqtt_truncated_frames: 0,
+    mqtt_slowloris: 0,
   };
 
   // Slow loris: sockets that never finish a CONNECT stay open through everything below.
@@ -219,7 +249,9 @@ export async function fuzzMqtt(o: MqttFuzzOptions): Promise<MqttFuzzFigures> {
     for (let k = 0; k < n; k++) {
       const p = payload(r, device, done + k + 1);
       if (invalid(p, device)) f.mqtt_payloads_invalid++;
-      chunks.push(gen({ cmd: 'publish', topic: topics.telemetry(device), payload: p, qos: 1, messageId: k + 1, retain: false, dup: false }));
+      chunks.push(
+        gen({ cmd: 'publish', topic: topics.telemetry(device), payload: p, qos: 1, messageId: k + 1, retain: false, dup: false }),
+      );
     }
     f.mqtt_payloads += n;
     done += n;
@@ -238,7 +270,8 @@ export async function fuzzMqtt(o: MqttFuzzOptions): Promise<MqttFuzzFigures> {
         const device = `fz-m${c}`;
         const chunks: Buffer[] = [];
         if (r() < 0.5) chunks.push(connectPacket(device));
-        for (let k = 0; k < o.packetsPerConnection; k++) chunks.push(r() < 0.8 ? mutate(r, validPacket(r, device, k)) : validPacket(r, device, k));
+        for (let k = 0; k < o.packetsPerConnection; k++)
+          chunks.push(r() < 0.8 ? mutate(r, validPacket(r, device, k)) : validPacket(r, device, k));
         f.mqtt_malformed_packets += chunks.length;
         f.mqtt_malformed_connections++;
         return sendAndClose(o.port, chunks, 300);
@@ -249,7 +282,15 @@ export async function fuzzMqtt(o: MqttFuzzOptions): Promise<MqttFuzzFigures> {
   // Truncated frames: a publish cut short, then the socket closed.
   for (let i = 0; i < Math.max(1, Math.floor(o.payloads / 10)); i++) {
     const device = `fz-t${i}`;
-    const p = gen({ cmd: 'publish', topic: topics.telemetry(device), payload: payload(r, device, 1), qos: 1, messageId: 1, retain: false, dup: false });
+    const p = gen({
+      cmd: 'publish',
+      topic: topics.telemetry(device),
+      payload: payload(r, device, 1),
+      qos: 1,
+      messageId: 1,
+      retain: false,
+      dup: false,
+    });
     f.mqtt_truncated_frames++;
     await sendAndClose(o.port, [connectPacket(device), p.subarray(0, between(r, 1, p.length - 1))], 50);
   }
@@ -259,7 +300,15 @@ export async function fuzzMqtt(o: MqttFuzzOptions): Promise<MqttFuzzFigures> {
     const device = `fz-o${i}`;
     const size = o.maxPayloadBytes + between(r, 1, 32 * 1024);
     const acks = pubackCounter();
-    const p = gen({ cmd: 'publish', topic: topics.telemetry(device), payload: Buffer.alloc(size, 0x7b), qos: 1, messageId: 7, retain: false, dup: false });
+    const p = gen({
+      cmd: 'publish',
+      topic: topics.telemetry(device),
+      payload: Buffer.alloc(size, 0x7b),
+      qos: 1,
+      messageId: 7,
+      retain: false,
+      dup: false,
+    });
     f.mqtt_oversize++;
     await sendAndClose(o.port, [connectPacket(device), p], 30_000, acks.onData, () => acks.count() >= 1);
     f.mqtt_oversize_acked += acks.count();

@@ -3,12 +3,17 @@
  * collector, HTTP against the cloud, bad input against the agent, seeded and reproducible.
  * Exits 1 when any suite shows a crash, lost good data, an unknown error code or a bad answer.
  *
- *   npm run fuzz -- [--seed N] [--factor 10] [--suite mqtt|http|agent|modbus]... [--loris-wait-s 35] [--json]
+ *   npm run fuzz -- [--seed N] [--factor 10] [--suite mqtt|http|agent|modbus|property]... [--loris-wait-s 35] [--json]
+ *
+ * `property` is the property-based run (fast-check, bench/fuzz/property.ts): mutated inputs at every
+ * boundary (agent inputs, MQTT, HTTP ingest, Event Hubs bodies), then the lake writer must have
+ * nothing pending and every good reading must be in silver.
  */
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
+import { propertySuite } from './property.js';
 import { agentSuite, fuzzFailures, httpSuite, mqttSuite, type Scale } from './suites.js';
 
 const { values } = parseArgs({
@@ -23,12 +28,13 @@ const { values } = parseArgs({
 });
 const seed = values.seed !== undefined ? Number(values.seed) : Math.floor(Math.random() * 1_000_000);
 const factor = Number(values.factor);
-const wanted = values.suite ?? ['mqtt', 'http', 'agent', 'modbus'];
+const wanted = values.suite ?? ['mqtt', 'http', 'agent', 'modbus', 'property'];
 const suites = {
   mqtt: mqttSuite,
   http: httpSuite,
   agent: (d: string, seed: number, s: Scale) => agentSuite(d, seed, s, 'inputs'),
   modbus: (d: string, seed: number, s: Scale) => agentSuite(d, seed, s, 'modbus'),
+  property: (d: string, seed: number, s: Scale) => propertySuite(d, seed, s.factor),
 } as const;
 
 const args = process.argv.slice(2).filter((a, i, all) => a !== '--json' && a !== '--seed' && all[i - 1] !== '--seed');
@@ -38,15 +44,16 @@ const started = Date.now();
 process.stdout.write(`edgetwin fuzz: seed ${seed}, factor ${factor}, suites ${wanted.join(', ')}\n`);
 for (const name of wanted) {
   const run = suites[name as keyof typeof suites];
-  if (!run) throw new Error(`unknown suite "${name}" (mqtt, http, agent, modbus)`);
+  if (!run) throw new Error(`unknown suite "${name}" (mqtt, http, agent, modbus, property)`);
   const dir = mkdtempSync(join(tmpdir(), `edgetwin-fuzz-${name}-`));
   const t0 = Date.now();
   const f = await run(dir, seed, { factor, lorisWaitMs: Number(values['loris-wait-s']) * 1000 });
-  const why = fuzzFailures(name, f);
+  const why = name === 'property' ? (f as { failures: string[] }).failures.map((x) => `property: ${x}`) : fuzzFailures(name, f as never);
   failures.push(...why);
   out[name] = { ...f, seconds: Math.round((Date.now() - t0) / 1000) };
   process.stdout.write(`\n${name} (${Math.round((Date.now() - t0) / 1000)} s) ${why.length ? 'FAIL' : 'PASS'}\n`);
-  for (const [k, v] of Object.entries(f)) process.stdout.write(`  ${k.padEnd(38)} ${typeof v === 'object' ? JSON.stringify(v) : String(v)}\n`);
+  for (const [k, v] of Object.entries(f))
+    process.stdout.write(`  ${k.padEnd(38)} ${typeof v === 'object' ? JSON.stringify(v) : String(v)}\n`);
   if (why.length === 0) rmSync(dir, { recursive: true, force: true });
   else process.stdout.write(`  state and logs kept in ${dir}\n`);
 }

@@ -8,7 +8,7 @@ import { join } from 'node:path';
 import { request } from 'undici';
 import mqtt from 'mqtt';
 import { ErrorCodes } from '../../common/errors.js';
-import { spliceBatch, topics } from '../../common/record.js';
+import { spliceBatch, topics } from '../../common/wire/record.js';
 import { rng } from '../chaos/rng.js';
 import { metricSum } from '../chaos/peaks.js';
 import { LakeChecker } from '../chaos/verify.js';
@@ -51,7 +51,9 @@ export async function mqttSuite(dir: string, seed: number, s: Scale): Promise<Co
     let badPayloads = 0;
     const f = await fuzzMqtt({
       afterPayloads: async () => {
-        badPayloads = ((await stack.labels(collector, 'edgetwin_broker_rejected_total', 'code')).get(ErrorCodes.BAD_PAYLOAD) ?? 0) - (rejected0.get(ErrorCodes.BAD_PAYLOAD) ?? 0);
+        badPayloads =
+          ((await stack.labels(collector, 'edgetwin_broker_rejected_total', 'code')).get(ErrorCodes.BAD_PAYLOAD) ?? 0) -
+          (rejected0.get(ErrorCodes.BAD_PAYLOAD) ?? 0);
       },
       port: stack.mqttPort,
       seed,
@@ -65,8 +67,16 @@ export async function mqttSuite(dir: string, seed: number, s: Scale): Promise<Co
     const lorisClosed = s.lorisWaitMs > 0 ? await lorisClosedWithin(stack.mqttPort, 20 * s.factor, s.lorisWaitMs) : undefined;
     await good.stop();
     // A device that connects after all that is served as usual.
-    const fresh = await mqtt.connectAsync(`mqtt://127.0.0.1:${stack.mqttPort}`, { clientId: 'fuzz-fresh', protocolVersion: 4, reconnectPeriod: 0 });
-    await fresh.publishAsync(topics.telemetry('fuzz-fresh'), spliceBatch('fuzz-fresh', 1, [JSON.stringify({ seq: 1, ts: Date.now(), metric: 'good', value: 1, unit: '1' })]), { qos: 1 });
+    const fresh = await mqtt.connectAsync(`mqtt://127.0.0.1:${stack.mqttPort}`, {
+      clientId: 'fuzz-fresh',
+      protocolVersion: 4,
+      reconnectPeriod: 0,
+    });
+    await fresh.publishAsync(
+      topics.telemetry('fuzz-fresh'),
+      spliceBatch('fuzz-fresh', 1, [JSON.stringify({ seq: 1, ts: Date.now(), metric: 'good', value: 1, unit: '1' })]),
+      { qos: 1 },
+    );
     await fresh.endAsync();
     const stored = await stack.waitStored(good.device, good.acked);
     const rejected = await stack.labels(collector, 'edgetwin_broker_rejected_total', 'code');
@@ -101,7 +111,15 @@ export async function httpSuite(dir: string, seed: number, s: Scale): Promise<Co
     good.start();
     await stack.waitStored(good.device, 1, 10_000);
     const errors0 = await stack.metric(cloud, 'edgetwin_cloud_http_errors_total');
-    const f = await fuzzHttp({ cloudUrl: stack.cloudUrl, seed, requests: 600 * s.factor, bodyLimitBytes, tokens: { collector: t.collectors[0]!, operator: t.operator, viewer: t.viewer }, site: stack.site, device: good.device });
+    const f = await fuzzHttp({
+      cloudUrl: stack.cloudUrl,
+      seed,
+      requests: 600 * s.factor,
+      bodyLimitBytes,
+      tokens: { collector: t.collectors[0]!, operator: t.operator, viewer: t.viewer },
+      site: stack.site,
+      device: good.device,
+    });
     await good.stop();
     const stored = await stack.waitStored(good.device, good.acked);
     const codes = await stack.labels(cloud, 'edgetwin_cloud_http_errors_total', 'code');
@@ -133,7 +151,11 @@ function goodPoster(url: string, everyMs: number): { stop: () => Promise<number>
   const loop = (async () => {
     for (let v = 1; running; v++) {
       try {
-        const res = await request(url, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ metric: 'bystander', value: v, unit: '1' }) });
+        const res = await request(url, {
+          method: 'POST',
+          headers: { 'content-type': 'application/json' },
+          body: JSON.stringify({ metric: 'bystander', value: v, unit: '1' }),
+        });
         const body = (await res.body.json()) as { accepted?: number };
         if (res.statusCode === 200) accepted += body.accepted ?? 0;
       } catch {
@@ -156,7 +178,12 @@ function goodPoster(url: string, everyMs: number): { stop: () => Promise<number>
  * `modbus`: a Modbus server answering garbage, exceptions, NaN and infinity. Either way a bystander
  * posts good readings throughout, and every good reading must reach the cloud's silver table.
  */
-export async function agentSuite(dir: string, seed: number, s: Scale, part: AgentPart = 'inputs'): Promise<Common & Record<string, unknown>> {
+export async function agentSuite(
+  dir: string,
+  seed: number,
+  s: Scale,
+  part: AgentPart = 'inputs',
+): Promise<Common & Record<string, unknown>> {
   const r = rng(seed);
   const jsonl = part === 'inputs' ? writeJsonLines(join(dir, 'input.jsonl'), r, 1000 * s.factor) : { good: 0, bad: 0 };
   const csv = part === 'inputs' ? writeCsv(join(dir, 'input.csv'), r, 1000 * s.factor) : { good: 0, bad: 0 };
@@ -170,11 +197,21 @@ export async function agentSuite(dir: string, seed: number, s: Scale, part: Agen
         }
       : {
           modbusTcp: {
-            enabled: true, port: modbus!.port, timeoutMs: 200, pollIntervalMs: 50,
-            registers: [{ metric: 'mb_f', unit: '1', address: 0, type: 'float32' }, { metric: 'mb_u', unit: '1', address: 10, type: 'uint16' }],
+            enabled: true,
+            port: modbus!.port,
+            timeoutMs: 200,
+            pollIntervalMs: 50,
+            registers: [
+              { metric: 'mb_f', unit: '1', address: 0, type: 'float32' },
+              { metric: 'mb_u', unit: '1', address: 10, type: 'uint16' },
+            ],
           },
         };
-  const stack = new FuzzStack({ dir: join(dir, 'stack'), agents: 1, overrides: { agent: { sources: { ...sources, backoff: { initialMs: 50, maxMs: 200 } } } } });
+  const stack = new FuzzStack({
+    dir: join(dir, 'stack'),
+    agents: 1,
+    overrides: { agent: { sources: { ...sources, backoff: { initialMs: 50, maxMs: 200 } } } },
+  });
   let checker: LakeChecker | undefined;
   try {
     await stack.start();
@@ -184,7 +221,8 @@ export async function agentSuite(dir: string, seed: number, s: Scale, part: Agen
     const bystander = goodPoster(url, 20);
     const http = part === 'inputs' ? await fuzzAgentHttp(url, seed, 300 * s.factor, 1 << 20) : undefined;
     // Let the Modbus source meet enough bad answers.
-    while (modbus && (modbus.answers['nan'] ?? 0) + (modbus.answers['inf'] ?? 0) + (modbus.answers['garbage'] ?? 0) < 10 * s.factor) await new Promise((res) => setTimeout(res, 100));
+    while (modbus && (modbus.answers['nan'] ?? 0) + (modbus.answers['inf'] ?? 0) + (modbus.answers['garbage'] ?? 0) < 10 * s.factor)
+      await new Promise((res) => setTimeout(res, 100));
     const posted = await bystander.stop();
     // Stop feeding it, then let the agent ship what it holds: its outbox must empty on its own.
     await modbus?.stop();
@@ -192,7 +230,14 @@ export async function agentSuite(dir: string, seed: number, s: Scale, part: Agen
       if ((await stack.metric(agent, 'edgetwin_outbox_depth_rows')) === 0) break;
     }
     const agentMetrics = await stack.metrics(agent);
-    const rejectedBy = (source: string): number => metricSum(agentMetrics.split('\n').filter((l) => l.includes(`source="${source}"`)).join('\n'), 'edgetwin_agent_rejected_total');
+    const rejectedBy = (source: string): number =>
+      metricSum(
+        agentMetrics
+          .split('\n')
+          .filter((l) => l.includes(`source="${source}"`))
+          .join('\n'),
+        'edgetwin_agent_rejected_total',
+      );
     const agentCodes = [...agentMetrics.matchAll(/^edgetwin_agent_rejected_total\{[^}]*code="([^"]*)"/gm)].map((m) => m[1]!);
     checker = await LakeChecker.open(join(dir, 'stack', 'cloud', 'lakehouse'));
     const want: Record<string, number> = { bystander: posted };
@@ -201,7 +246,12 @@ export async function agentSuite(dir: string, seed: number, s: Scale, part: Agen
     // Until everything owed is in silver, or nothing more has arrived for 5 s (then what is missing is lost).
     for (let last = -1, since = Date.now(); Date.now() - since < 5000; await new Promise((res) => setTimeout(res, 500))) {
       await checker.load();
-      counts = Object.fromEntries((await checker.rows(`SELECT metric, count(*) AS n FROM silver WHERE device = '${device}' GROUP BY metric`)).map((x) => [String(x['metric']), Number(x['n'])]));
+      counts = Object.fromEntries(
+        (await checker.rows(`SELECT metric, count(*) AS n FROM silver WHERE device = '${device}' GROUP BY metric`)).map((x) => [
+          String(x['metric']),
+          Number(x['n']),
+        ]),
+      );
       if (Object.entries(want).every(([m, n]) => (counts[m] ?? 0) >= n)) break;
       const total = Object.values(counts).reduce((a, b) => a + b, 0);
       if (total !== last) [last, since] = [total, Date.now()];
@@ -224,16 +274,28 @@ export async function agentSuite(dir: string, seed: number, s: Scale, part: Agen
     if (part === 'inputs') {
       const { agent_http_violation_samples, ...httpRest } = http!;
       Object.assign(out, {
-        agent_jsonl_good: jsonl.good, agent_jsonl_bad: jsonl.bad, agent_jsonl_rejected_counted: rejectedBy('json-lines'),
-        agent_csv_good: csv.good, agent_csv_bad: csv.bad, agent_csv_rejected_counted: rejectedBy('csv-replay'),
-        ...httpRest, agent_http_violation_samples, agent_http_rejected_counted: rejectedBy('http-readings'),
+        agent_jsonl_good: jsonl.good,
+        agent_jsonl_bad: jsonl.bad,
+        agent_jsonl_rejected_counted: rejectedBy('json-lines'),
+        agent_csv_good: csv.good,
+        agent_csv_bad: csv.bad,
+        agent_csv_rejected_counted: rejectedBy('csv-replay'),
+        ...httpRest,
+        agent_http_violation_samples,
+        agent_http_rejected_counted: rejectedBy('http-readings'),
       });
     } else {
       Object.assign(out, {
         agent_modbus_answers: modbus!.answers,
         agent_modbus_readings_stored: (counts['mb_f'] ?? 0) + (counts['mb_u'] ?? 0),
         agent_modbus_rejected_counted: rejectedBy('modbus-tcp'),
-        agent_modbus_source_errors: metricSum(agentMetrics.split('\n').filter((l) => l.includes('source="modbus-tcp"')).join('\n'), 'edgetwin_agent_source_errors_total'),
+        agent_modbus_source_errors: metricSum(
+          agentMetrics
+            .split('\n')
+            .filter((l) => l.includes('source="modbus-tcp"'))
+            .join('\n'),
+          'edgetwin_agent_source_errors_total',
+        ),
       });
     }
     return out;

@@ -10,6 +10,7 @@
 import { timingSafeEqual } from 'node:crypto';
 import { EdgetwinError, ErrorCodes } from '../../common/errors.js';
 import type { CloudConfig } from '../config.js';
+import { OidcVerifier } from './oidc.js';
 import type { Principal, Role, TokenStore } from './tokens.js';
 
 export type Action = 'read' | 'write' | 'ingest' | 'feed';
@@ -37,7 +38,8 @@ interface ConfigToken {
 
 function parseConfigTokens(list: readonly string[]): ConfigToken[] {
   return list.map((entry, i) => {
-    const m = /^([A-Za-z0-9._-]{1,64}):(.+)$/.exec(entry);
+    // The site prefix follows the wire's site id rule (never `.` or `..`: site ids name lake folders).
+    const m = /^((?!\.{1,2}:)[A-Za-z0-9._-]{1,64}):(.+)$/.exec(entry);
     const site = m ? m[1]! : null;
     const token = m ? m[2]! : entry;
     return { token: Buffer.from(token), principal: { id: `config-${i}`, name: `ingest.tokens[${i}]`, role: 'collector', site } };
@@ -50,46 +52,67 @@ export class Authenticator {
   private readonly cache = new Map<string, { p: Principal | undefined; until: number }>();
   private openUntil = 0;
   private openNow = false;
+  /** OIDC/JWT sign-in (auth.oidc), beside the static tokens. */
+  private readonly oidc: OidcVerifier | undefined;
 
-  constructor(private readonly tokens: TokenStore, private readonly cfg: Pick<CloudConfig, 'auth' | 'ingest' | 'http'>) {
+  constructor(
+    private readonly tokens: TokenStore,
+    private readonly cfg: Pick<CloudConfig, 'auth' | 'ingest' | 'http'>,
+  ) {
     this.configTokens = parseConfigTokens(cfg.ingest.tokens);
     this.loopback = isLoopbackHost(cfg.http.host);
+    this.oidc = cfg.auth.oidc.enabled ? new OidcVerifier(cfg.auth.oidc) : undefined;
+    // A token created or revoked through this store takes effect at once (other processes on the same
+    // SQLite file: within CACHE_MS); the caches below only bound the database reads between changes.
+    tokens.onChange(() => {
+      this.cache.clear();
+      this.openUntil = 0;
+    });
   }
 
-  /** True while no token was ever created and the API is loopback-only (re-checked at most once a second). */
+  /** True while no token was ever created and the API is loopback-only (as of the last check; `isOpen()` re-checks). */
   get open(): boolean {
+    return this.openNow;
+  }
+
+  /** Re-checks open mode at most once a second, or at once after a token change (any replica may have created the first token). */
+  async isOpen(): Promise<boolean> {
     const now = Date.now();
     if (now >= this.openUntil) {
-      this.openNow = this.cfg.auth.openWhenNoTokens && this.loopback && this.configTokens.length === 0 && this.tokens.everCreated() === 0;
+      // A cloud set up for enterprise sign-in is never open, even before its first static token.
+      const could = this.cfg.auth.openWhenNoTokens && this.loopback && this.configTokens.length === 0 && !this.oidc;
+      this.openNow = could && (await this.tokens.everCreated()) === 0;
       this.openUntil = now + CACHE_MS;
     }
     return this.openNow;
   }
 
   /** Resolves the caller; throws 401 for a missing (when required) or unknown token. */
-  authenticate(authorization: string | undefined, queryToken?: string): Principal {
+  async authenticate(authorization: string | undefined, queryToken?: string): Promise<Principal> {
     const presented = authorization?.startsWith('Bearer ') ? authorization.slice(7).trim() : queryToken;
     if (!presented) {
-      if (this.open) return OPEN;
+      if (await this.isOpen()) return OPEN;
       if (this.cfg.auth.anonymousRole === 'viewer') return ANONYMOUS;
       throw new EdgetwinError(ErrorCodes.UNAUTHORIZED, 'missing bearer token (Authorization: Bearer <token>)');
     }
-    const p = this.resolve(presented);
+    // A JWT goes to the OIDC verifier (its own cache; 401/403 with a reason, 503 when the issuer is unreachable).
+    if (this.oidc && OidcVerifier.looksLikeJwt(presented)) return this.oidc.verify(presented);
+    const hit = this.cache.get(presented);
+    // Unknown tokens are cached too, so guessing costs no database reads.
+    const p = hit && hit.until > Date.now() ? hit.p : await this.resolve(presented);
     if (!p) {
-      if (this.open) return OPEN;
+      if (await this.isOpen()) return OPEN;
       throw new EdgetwinError(ErrorCodes.UNAUTHORIZED, 'unknown or revoked token');
     }
     return p;
   }
 
-  private resolve(token: string): Principal | undefined {
+  private async resolve(token: string): Promise<Principal | undefined> {
     const now = Date.now();
-    const hit = this.cache.get(token);
-    if (hit && hit.until > now) return hit.p;
     const buf = Buffer.from(token);
     const fromConfig = this.configTokens.find((t) => t.token.length === buf.length && timingSafeEqual(t.token, buf));
-    const p = fromConfig?.principal ?? this.tokens.lookup(token);
-    // Revocation takes effect within CACHE_MS; unknown tokens are cached too, so guessing costs no DB reads.
+    const p = fromConfig?.principal ?? (await this.tokens.lookup(token));
+    // Revocation elsewhere takes effect within CACHE_MS (here: at once, onChange); unknown tokens are cached too, so guessing costs no DB reads.
     if (this.cache.size >= CACHE_MAX) this.cache.clear();
     this.cache.set(token, { p, until: now + CACHE_MS });
     return p;
@@ -104,15 +127,4 @@ export function requireAction(p: Principal, action: Action): void {
   }
 }
 
-/** Throws 403 when a site-scoped principal reaches for another site. */
-export function requireSite(p: Principal, site: string): void {
-  if (p.site !== null && p.site !== site) {
-    throw new EdgetwinError(ErrorCodes.FORBIDDEN, `token is scoped to site ${p.site}, not ${site}`, { details: { scope: p.site, site } });
-  }
-}
-
-/** The site filter a list query must use: the scope, or the requested one (403 if they differ). */
-export function scopedSite(p: Principal, requested: string | undefined): string | undefined {
-  if (requested !== undefined) requireSite(p, requested);
-  return requested ?? p.site ?? undefined;
-}
+// Site scope (requireSite, scopedSite, device ownership) is cloud/auth/site-policy.ts.

@@ -1,6 +1,8 @@
 // edgetwin dashboard: a hash router over two views and one live SSE connection.
 import { ApiError, setToken, streamUrl, takeTokenFromHash, token } from './api.js';
 import { el } from './format.js';
+import { openAlertCount, renderAlerts } from './alerts.js';
+import { renderDrift } from './drift.js';
 import { renderOverview } from './overview.js';
 import { renderTwin } from './twin.js';
 
@@ -20,14 +22,28 @@ function connectStream() {
   };
   es.onopen = () => on('live', 'on');
   es.onerror = () => on('reconnecting…', 'off');
-  for (const type of ['twin', 'anomaly', 'desired', 'reported', 'site']) {
+  for (const type of ['twin', 'anomaly', 'desired', 'reported', 'site', 'alert', 'prediction']) {
     es.addEventListener(type, (m) => {
       try {
-        live.onEvent?.(JSON.parse(m.data));
+        const e = JSON.parse(m.data);
+        if (e.type === 'alert') void refreshAlertCount();
+        live.onEvent?.(e);
       } catch {
         // a malformed event is skipped; the next one refreshes the view anyway
       }
     });
+  }
+}
+
+/** The header's Alerts link shows how many alerts fire now. */
+async function refreshAlertCount() {
+  const badge = document.getElementById('alert-count');
+  try {
+    const n = await openAlertCount();
+    badge.textContent = n ? String(n) : '';
+    badge.hidden = n === 0;
+  } catch {
+    badge.hidden = true;
   }
 }
 
@@ -37,7 +53,9 @@ async function route() {
   live.onEvent = null;
   const m = /^#\/twins\/(.+)$/.exec(location.hash);
   try {
-    if (m) cleanup = (await renderTwin(main, live, decodeURIComponent(m[1]))) ?? null;
+    if (/^#\/alerts/.test(location.hash)) cleanup = (await renderAlerts(main, live)) ?? null;
+    else if (/^#\/drift/.test(location.hash)) cleanup = (await renderDrift(main)) ?? null;
+    else if (m) cleanup = (await renderTwin(main, live, decodeURIComponent(m[1]))) ?? null;
     else cleanup = (await renderOverview(main, live)) ?? null;
     main.focus();
   } catch (err) {
@@ -66,3 +84,5 @@ takeTokenFromHash();
 window.addEventListener('hashchange', () => void route());
 connectStream();
 void route();
+void refreshAlertCount();
+setInterval(() => void refreshAlertCount(), 30_000);

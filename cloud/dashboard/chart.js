@@ -30,21 +30,56 @@ export async function loadSeries(device, metric, windowMs) {
   return { xs, values, scores, alerts, bucket, source: data.source, truncated: data.truncated, points: data.points.length };
 }
 
-export function drawChart(target, series, metric, unit) {
+/** The alerts of one metric in the window, with their explanations (`t`: ms), from the anomalies history. */
+export async function loadExplanations(device, metric, windowMs) {
+  const to = Date.now();
+  const q = new URLSearchParams({ device, from: new Date(to - windowMs).toISOString(), to: new Date(to).toISOString(), limit: '1000' });
+  try {
+    const { data } = await api(`/v1/anomalies?${q}`);
+    return data.items.filter((a) => a.metric === metric).map((a) => ({ ...a, t: Date.parse(a.ts) }));
+  } catch {
+    return [];
+  }
+}
+
+/** Draws the chart; `explainAt(i)` gives the text shown when the cursor is on alert marker i. */
+export function drawChart(target, series, metric, unit, explainAt = () => '') {
   target.replaceChildren();
+  const tip = document.createElement('div');
+  tip.className = 'chart-tip';
+  tip.hidden = true;
   const width = Math.max(300, target.clientWidth || 800);
   const opts = {
     width,
     height: 280,
     scales: { x: { time: true }, score: { range: [0, 1] } },
-    axes: [{}, { label: unit ? `${metric} (${unit})` : metric }, { scale: 'score', side: 1, label: 'anomaly score', grid: { show: false } }],
+    axes: [
+      {},
+      { label: unit ? `${metric} (${unit})` : metric },
+      { scale: 'score', side: 1, label: 'anomaly score', grid: { show: false } },
+    ],
     series: [
       {},
       { label: metric, stroke: '#1f6feb', width: 1.5 },
       { label: 'score', scale: 'score', stroke: '#9a6700', width: 1, dash: [4, 3] },
       { label: 'alert', stroke: '#cf222e', width: 0, points: { show: true, size: 8, fill: '#cf222e' } },
     ],
+    hooks: {
+      setCursor: [
+        (u) => {
+          const i = u.cursor.idx;
+          const text = i !== null && i !== undefined && series.alerts[i] !== null ? explainAt(i) : '';
+          tip.hidden = !text;
+          if (!text) return;
+          tip.textContent = text;
+          tip.style.left = `${u.cursor.left + 12}px`;
+          tip.style.top = `${u.cursor.top + 12}px`;
+        },
+      ],
+    },
   };
   // uPlot is loaded as a classic script (window.uPlot) so the page needs no bundler.
-  return new window.uPlot(opts, [series.xs, series.values, series.scores, series.alerts], target);
+  const plot = new window.uPlot(opts, [series.xs, series.values, series.scores, series.alerts], target);
+  plot.over.append(tip);
+  return plot;
 }

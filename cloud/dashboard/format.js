@@ -49,6 +49,16 @@ export function anomalyBadge(twin) {
   return el('span', { class: 'badge ok', text: a.score === null || a.score === undefined ? 'normal' : `normal ${num(a.score, 2)}` });
 }
 
+/**
+ * An alert's explanation in one line: its top feature groups with signed contributions to the
+ * surprise (exact Shapley values, docs/anomaly-detection.md) and the part of the detector that fired.
+ */
+export function explainText(explain) {
+  if (!explain || !Array.isArray(explain.groups)) return '';
+  const parts = explain.groups.map((g) => `${g.group} ${g.contribution >= 0 ? '+' : '−'}${num(Math.abs(g.contribution), 2)}`);
+  return `why: ${parts.join(', ')} (${explain.detector})`;
+}
+
 export function json(v) {
   return JSON.stringify(v, null, 2);
 }

@@ -6,18 +6,36 @@ import { ago, anomalyBadge, bytes, el, healthBadge, num } from './format.js';
 /** One site card: devices, and the collector's heartbeat (spool depth, sinks) with its age. */
 function siteCard(s) {
   const st = s.status;
-  const parts = [el('strong', { text: s.site }), el('span', { class: 'muted', text: `${s.devices} devices · ${s.anomalous} anomalous · seen ${ago(s.lastSeen)}` })];
+  const parts = [
+    el('strong', { text: s.site }),
+    el('span', { class: 'muted', text: `${s.devices} devices · ${s.anomalous} anomalous · seen ${ago(s.lastSeen)}` }),
+  ];
   if (!st) {
     parts.push(el('span', { class: 'spool muted', 'data-spool': '', text: 'collector has not reported' }));
   } else {
     // The cloud's own age figure plus the time since this page got it: no browser/cloud clock skew.
     const ageMs = st.ageMs + (Date.now() - st.localAt);
     const stale = ageMs > st.staleAfterMs;
-    const lag = Object.entries(st.sinks ?? {}).filter(([, k]) => k.lagRows > 0 || !k.ok).map(([n, k]) => `${n} ${k.ok ? '' : 'failing, '}${num(k.lagRows, 0)} behind`);
+    const lag = Object.entries(st.sinks ?? {})
+      .filter(([, k]) => k.lagRows > 0 || !k.ok)
+      .map(([n, k]) => `${n} ${k.ok ? '' : 'failing, '}${num(k.lagRows, 0)} behind`);
     parts.push(
-      el('span', { class: 'spool', 'data-spool': '', 'data-rows': st.spool.rows, text: `spool ${num(st.spool.rows, 0)} rows · ${bytes(st.spool.bytes)}` }),
-      el('span', { class: 'muted', text: `${st.devices.connected} connected · collector ${st.collectorVersion}${lag.length ? ` · ${lag.join(', ')}` : ''}` }),
-      el('span', { class: `badge ${stale ? 'warn' : 'ok'}`, 'data-heartbeat': stale ? 'stale' : 'fresh', title: st.receivedAt, text: `${stale ? 'stale' : 'reported'} ${ago(new Date(Date.now() - ageMs).toISOString())}` }),
+      el('span', {
+        class: 'spool',
+        'data-spool': '',
+        'data-rows': st.spool.rows,
+        text: `spool ${num(st.spool.rows, 0)} rows · ${bytes(st.spool.bytes)}`,
+      }),
+      el('span', {
+        class: 'muted',
+        text: `${st.devices.connected} connected · collector ${st.collectorVersion}${lag.length ? ` · ${lag.join(', ')}` : ''}`,
+      }),
+      el('span', {
+        class: `badge ${stale ? 'warn' : 'ok'}`,
+        'data-heartbeat': stale ? 'stale' : 'fresh',
+        title: st.receivedAt,
+        text: `${stale ? 'stale' : 'reported'} ${ago(new Date(Date.now() - ageMs).toISOString())}`,
+      }),
     );
   }
   return el('li', { 'data-site': s.site }, ...parts);

@@ -1,25 +1,36 @@
 /**
  * IngestPipeline: one path for every way data reaches the cloud (HTTP ingest, Event Hubs). It
  * validates the envelope (400 when it is bad: nothing is stored), validates each message on its own
- * (a bad one is rejected and quarantined, the others go on), removes what is already stored by
- * batch id and by reading identity, applies the quality expectations, and lands the batch durably —
- * staging row, identity index, twin state and batch quality in one fsynced SQLite transaction —
- * before it returns. Parquet is written later from staging by the LakehouseWriter.
+ * (sort-messages.ts: a bad one is rejected and quarantined, the others go on), removes what is
+ * already stored by batch id and by reading identity, applies the quality expectations
+ * (batch-readings.ts), and lands the batch durably — batch id, identity index, twin state,
+ * change-feed rows (batch-changes.ts) and staging row in one store transaction (fsynced SQLite, or
+ * PostgreSQL) — before it returns. Parquet is written later from staging by the LakehouseWriter.
+ *
+ * Exactly once across replicas: the batch id is claimed first (`INSERT … ON CONFLICT DO NOTHING`:
+ * a concurrent copy waits for it, then sees it), and the identity ranges are read with row locks
+ * inside the transaction, so the database — not a replica's memory — decides what is new.
  */
 import { isUtf8 } from 'node:buffer';
-import { checkEnvelope } from '../../common/ingest-envelope.js';
+import { checkEnvelope } from '../../common/wire/ingest-envelope.js';
 import { EdgetwinError, ErrorCodes, isEdgetwinError } from '../../common/errors.js';
 import type { Logger } from '../../common/log.js';
 import { counter, type Registry } from '../../common/metrics.js';
-import { checkMessage, type ReportedMessage, type TelemetryBatch } from '../../common/record.js';
-import type { SqliteDb } from '../../common/sqlite.js';
-import { requireSite } from '../auth/authenticator.js';
-import type { Principal } from '../auth/tokens.js';
-import type { CloudEvents } from '../events.js';
+import type { ReportedMessage } from '../../common/wire/record.js';
+import { badValue, isWellFormed } from '../../common/wire/storable.js';
 import type { StagingExtra, StagingStore } from '../lakehouse/staging.js';
-import type { LatestReading, TwinStore } from '../twin-store.js';
+import type { Queryable, Store, Tx } from '../store/store.js';
+import type { DeviceOwnership } from '../twins/ownership.js';
+import { countQuarantine, type MetricCap } from '../twins/twin-limits.js';
+import type { TwinStore } from '../twins/twin-store.js';
+import { emitBatchChanges } from './batch-changes.js';
+import { newMetricNames, sortReadings } from './batch-readings.js';
+import { devicesOf, splitByOwner, type Refusal, type Sent } from './claims.js';
+import { DerivedReadings, type DerivedStores } from './derived-readings.js';
 import { qualityScore, type QualityRules, type QuarantineRow } from './quality.js';
+import type { BatchRow } from './quality-report.js';
 import type { SeqIndex } from './seq-index.js';
+import { sortMessages, type SortedMessages } from './sort-messages.js';
 
 export interface IngestInput {
   /** The envelope JSON as received (decompressed). */
@@ -28,8 +39,6 @@ export interface IngestInput {
   body?: unknown;
   /** The body as it arrived on the wire, when that differs from `raw` (gzip), for the landing. */
   wire?: { encoding: 'gzip'; bytes: Buffer };
-  /** Who sent it (HTTP); a site-scoped token may send only its site's batches. */
-  principal?: Principal;
 }
 
 export interface BatchQuality {
@@ -54,36 +63,29 @@ export interface IngestResult {
 }
 
 export interface PipelineDeps {
-  db: SqliteDb;
+  store: Store;
   twins: TwinStore;
+  /** Which site owns which device: claimed inside each batch's transaction (board decision D1). */
+  ownership: DeviceOwnership;
   seq: SeqIndex;
   staging: StagingStore;
   quality: QualityRules;
-  events: CloudEvents;
   registry: Registry;
   log: Logger;
   maxStagedBytes: number;
+  /** Largest reported patch (JSON bytes) a message may carry; IoT Hub's limit is 32 KiB. */
+  reportedMaxBytes?: number;
+  /** Where predictions and drift histograms go (readings with a `kind`, derived-readings.ts); without it they count as measurements. */
+  derived?: DerivedStores;
+  /** `limits.metricsPerDevice` held per device across every collector (twin-limits.ts); without it, no cap. */
+  metricCap?: MetricCap;
 }
 
-interface BatchRow {
-  readings: number;
-  passed: number;
-  quarantined: number;
-  rejected: number;
-  duplicates: number;
-  score: number | null;
-}
-
-interface DeviceTouch {
-  stored: number;
-  seen: boolean;
-  latest: Map<string, LatestReading>;
-  model: string | undefined;
-}
+type Landed =
+  | { duplicate: BatchRow }
+  | { stored: number; duplicates: number; quarantined: number; q: BatchQuality; quarantine: QuarantineRow[]; claimed: Refusal[] };
 
 export class IngestPipeline {
-  private readonly selBatch;
-  private readonly insBatch;
   private readonly mStored;
   private readonly mDuplicates;
   private readonly mRejected;
@@ -91,12 +93,12 @@ export class IngestPipeline {
   private readonly mBatches;
 
   constructor(private readonly d: PipelineDeps) {
-    this.selBatch = d.db.prepare<[string], BatchRow>('SELECT readings, passed, quarantined, rejected, duplicates, score FROM batches WHERE batch_id = ?');
-    this.insBatch = d.db.prepare('INSERT INTO batches (batch_id, site, received, readings, passed, quarantined, rejected, duplicates, score) VALUES (?,?,?,?,?,?,?,?,?)');
     this.mStored = counter(d.registry, 'edgetwin_cloud_ingested_readings_total', 'Readings stored (new)');
     this.mDuplicates = counter(d.registry, 'edgetwin_cloud_duplicate_readings_total', 'Readings already stored (dropped as duplicates)');
     this.mRejected = counter(d.registry, 'edgetwin_cloud_rejected_total', 'Rejected messages or requests', ['code']);
-    this.mQuarantined = counter(d.registry, 'edgetwin_cloud_quarantined_readings_total', 'Readings sent to quarantine, by reason', ['reason']);
+    this.mQuarantined = counter(d.registry, 'edgetwin_cloud_quarantined_readings_total', 'Readings sent to quarantine, by reason', [
+      'reason',
+    ]);
     this.mBatches = counter(d.registry, 'edgetwin_cloud_ingest_batches_total', 'Ingest batches, by outcome', ['outcome']);
   }
 
@@ -105,16 +107,16 @@ export class IngestPipeline {
     this.mRejected.inc({ code });
   }
 
-  ingest(input: IngestInput): IngestResult {
+  async ingest(input: IngestInput): Promise<IngestResult> {
     try {
-      return this.run(input);
+      return await this.run(input);
     } catch (err) {
       this.mRejected.inc({ code: isEdgetwinError(err) ? err.code : ErrorCodes.INTERNAL });
       throw err;
     }
   }
 
-  private run(input: IngestInput): IngestResult {
+  private async run(input: IngestInput): Promise<IngestResult> {
     let body = input.body;
     if (body === undefined) {
       try {
@@ -123,134 +125,198 @@ export class IngestPipeline {
         throw new EdgetwinError(ErrorCodes.BAD_REQUEST, 'body is not valid JSON', { cause });
       }
     }
+    // Whether the sender may send for env.site is the route's to check (cloud/auth/site-policy.ts).
     const env = checkEnvelope(body);
-    if (input.principal) requireSite(input.principal, env.site);
     // Parquet and DuckDB need valid UTF-8; JSON.parse would have silently replaced bad bytes.
     if (!isUtf8(input.raw)) throw new EdgetwinError(ErrorCodes.BAD_REQUEST, 'body is not valid UTF-8');
+    // DuckDB parses the whole staged body: a lone surrogate outside the messages would fail every flush.
+    if (!isWellFormed(env.batchId)) throw badValue('batchId is not well-formed Unicode', '/batchId');
 
-    const telemetry: { index: number; batch: TelemetryBatch }[] = [];
-    const reported: ReportedMessage[] = [];
-    const rejected: IngestResult['rejected'] = [];
-    const drop: [number, number][] = [];
-    const quarantine: QuarantineRow[] = [];
-    let rejectedReadings = 0;
-    env.messages.forEach((m, index) => {
-      try {
-        const msg = checkMessage(m);
-        if (msg.kind === 'telemetry') telemetry.push({ index, batch: msg.batch });
-        else reported.push(msg.reported);
-      } catch (err) {
-        const e = isEdgetwinError(err) ? err : new EdgetwinError(ErrorCodes.BAD_PAYLOAD, String(err));
-        rejected.push({ index, code: e.code, message: e.message });
-        const rows = this.d.quality.salvage(m, e.message);
-        rejectedReadings += rows.length;
-        quarantine.push(...rows);
-        drop.push([index, -1]);
-      }
-    });
-
-    const existing = this.selBatch.get(env.batchId);
-    if (existing) return this.duplicateBatch(env.batchId, env.site, telemetry, existing);
+    const sorted = sortMessages(env.messages, this.d.quality, this.d.reportedMaxBytes);
+    const { sent, rejected } = sorted;
+    const existing = await this.batchRow(this.d.store, env.batchId);
+    if (existing) return this.duplicateBatch(env, sent, rejected, existing);
     if (this.d.staging.pendingBytes > this.d.maxStagedBytes) {
       throw new EdgetwinError(ErrorCodes.STORE_FULL, 'the lakehouse writer is behind; retry later', { details: { retryAfterS: 1 } });
     }
-
-    const now = Date.now();
-    const seqTxn = this.d.seq.begin();
-    const devices = new Map<string, DeviceTouch>();
-    const alerts: { device: string; epoch: number; r: TelemetryBatch['readings'][number] }[] = [];
-    let stored = 0;
-    let duplicates = 0;
-    let readings = 0;
-    const quality = this.d.quality;
-    for (const { index, batch } of telemetry) {
-      const ranges = seqTxn.get(batch.device, batch.epoch);
-      let touch = devices.get(batch.device);
-      if (!touch) devices.set(batch.device, (touch = { stored: 0, seen: false, latest: new Map(), model: undefined }));
-      const rs = batch.readings;
-      readings += rs.length;
-      for (let j = 0; j < rs.length; j++) {
-        const r = rs[j]!;
-        if (ranges.has(r.seq)) {
-          duplicates++;
-          drop.push([index, j]);
-          continue;
-        }
-        ranges.add(r.seq);
-        touch.seen = true;
-        const bad = quality.check(r, now);
-        if (bad) {
-          quarantine.push(quality.row(batch.device, batch.epoch, r, bad.reason, bad.detail));
-          drop.push([index, j]);
-          continue;
-        }
-        stored++;
-        touch.stored++;
-        if (r.model !== undefined) touch.model = r.model;
-        if (r.alert) alerts.push({ device: batch.device, epoch: batch.epoch, r });
-        const prev = touch.latest.get(r.metric);
-        if (!prev || r.ts > prev.reading.ts || (r.ts === prev.reading.ts && (batch.epoch > prev.epoch || (batch.epoch === prev.epoch && r.seq > prev.reading.seq)))) {
-          touch.latest.set(r.metric, { epoch: batch.epoch, reading: r });
-        }
-      }
+    const landed = await this.d.store.tx((tx) => this.land(tx, env, input, sorted));
+    if ('duplicate' in landed) return this.duplicateBatch(env, sent, rejected, landed.duplicate);
+    const { stored, duplicates, quarantined, q } = landed;
+    const quarantineRows = landed.quarantine;
+    if (landed.claimed.length > 0) {
+      rejected.push(...landed.claimed);
+      rejected.sort((a, b) => a.index - b.index);
     }
-    const quarantined = quarantine.length - rejectedReadings;
-    const q: BatchQuality = { score: qualityScore(stored, quarantine.length), readings: readings + rejectedReadings, passed: stored, quarantined, rejected: rejectedReadings, duplicates };
-    const extra: StagingExtra | null = drop.length > 0 || quarantine.length > 0 ? { drop, quarantine } : null;
-
-    const changedReported: ReportedMessage[] = [];
-    let stagingId = 0;
-    this.d.db.transaction(() => {
-      for (const [device, t] of devices) {
-        if (t.seen) this.d.twins.applyTelemetry(device, env.site, now, t.stored, t.latest.values(), t.model);
-      }
-      for (const m of reported) if (this.d.twins.applyReported(env.site, m, now)) changedReported.push(m);
-      seqTxn.persist();
-      stagingId = this.d.staging.insert(env.site, env.batchId, now, input.wire ?? { encoding: 'identity', bytes: input.raw }, input.raw.length, extra);
-      this.insBatch.run(env.batchId, env.site, now, q.readings, q.passed, q.quarantined, q.rejected, q.duplicates, q.score);
-    })();
-    seqTxn.install();
-    this.d.staging.remember({ id: stagingId, site: env.site, batchId: env.batchId, received: now, body: input.raw, extra });
 
     this.mBatches.inc({ outcome: 'stored' });
     this.mStored.inc(stored);
     this.mDuplicates.inc(duplicates);
     for (const r of rejected) this.mRejected.inc({ code: r.code });
-    for (const row of quarantine) this.mQuarantined.inc({ reason: row.reason });
-    if (rejected.length > 0) this.d.log.warn({ batchId: env.batchId, site: env.site, rejected: rejected.slice(0, 5) }, 'ingest rejected messages');
-    this.publish(env.site, now, devices, alerts, changedReported);
+    for (const row of quarantineRows) this.mQuarantined.inc({ reason: row.reason });
+    if (rejected.length > 0)
+      this.d.log.warn({ batchId: env.batchId, site: env.site, rejected: rejected.slice(0, 5) }, 'ingest rejected messages');
     return { batchId: env.batchId, site: env.site, stored, duplicates, duplicateBatch: false, quarantined, rejected, quality: q };
   }
 
-  private duplicateBatch(batchId: string, site: string, telemetry: { batch: TelemetryBatch }[], row: BatchRow): IngestResult {
+  /** Whether every reading of these messages is in the identity index (read under the same row locks as a landing). */
+  private allStored(telemetry: Sent['telemetry']): Promise<boolean> {
+    if (telemetry.length === 0) return Promise.resolve(true);
+    return this.d.store.tx(async (tx) => {
+      const seq = this.d.seq.begin(tx);
+      await seq.load(telemetry.map((t) => t.batch));
+      return telemetry.every(({ batch }) => {
+        const ranges = seq.get(batch.device, batch.epoch);
+        return batch.readings.every((r) => ranges.has(r.seq));
+      });
+    });
+  }
+
+  private batchRow(q: Queryable, batchId: string): Promise<BatchRow | undefined> {
+    return q.get<BatchRow>('SELECT site, readings, passed, quarantined, rejected, duplicates, score FROM batches WHERE batch_id = ?', [
+      batchId,
+    ]);
+  }
+
+  /** The transaction of one batch; may run twice (PostgreSQL retries a deadlock), so it starts from copies. */
+  private async land(
+    tx: Tx,
+    env: { batchId: string; site: string; messages: unknown[] },
+    input: IngestInput,
+    checked: SortedMessages,
+  ): Promise<Landed> {
+    const now = Date.now();
+    // The batch id first: a copy of this batch landing on another replica waits here, then finds it.
+    const claim = await tx.run('INSERT INTO batches (batch_id, site, received) VALUES (?, ?, ?) ON CONFLICT (batch_id) DO NOTHING', [
+      env.batchId,
+      env.site,
+      now,
+    ]);
+    if (claim.changes === 0) return { duplicate: (await this.batchRow(tx, env.batchId))! };
+    const sent = checked.sent;
+    const drop = checked.drop.slice();
+    // Ownership (board decision D1): devices nobody owns become this site's; messages for another
+    // site's devices are refused, their readings kept in this site's quarantine.
+    const own = splitByOwner(sent, env.site, await this.d.ownership.claim(tx, devicesOf(sent), env.site, now));
+    const { telemetry, claimed } = own;
+    const lost = new Set(sent.refused.filter((r) => !own.refused.includes(r)).map((r) => r.row));
+    const quarantine = checked.quarantine.filter((row) => !lost.has(row));
+    let rejectedReadings = checked.rejectedReadings;
+    const refuse = (c: Refusal): void => {
+      if (!drop.some(([i, j]) => i === c.index && j === -1)) drop.push([c.index, -1]);
+      const rows = this.d.quality.salvage(env.messages[c.index], c.message, c.code);
+      rejectedReadings += rows.length;
+      quarantine.push(...rows);
+    };
+    claimed.forEach(refuse);
+    // Reported patches first: one that would make the document too large is refused like a claimed message.
+    const changedReported: ReportedMessage[] = [];
+    for (const { index, reported: m } of own.reported) {
+      const r = await this.d.twins.applyReported(tx, env.site, m, now);
+      if (r === true) changedReported.push(m);
+      else if (r !== false) {
+        claimed.push({ index, code: r.code, message: r.message });
+        refuse(claimed[claimed.length - 1]!);
+      }
+    }
+    const seqTxn = this.d.seq.begin(tx);
+    await seqTxn.load(telemetry.map((t) => t.batch));
+    const derived = this.d.derived ? new DerivedReadings(this.d.derived) : undefined;
+    const cap = this.d.metricCap;
+    const overCap = cap ? { max: cap.max, names: new Map<string, ReadonlySet<string>>() } : undefined;
+    // The twin rows are locked by the claim above: two batches of one device cannot both take the last room.
+    if (cap && overCap)
+      for (const [device, names] of newMetricNames(telemetry, seqTxn, derived !== undefined)) {
+        const over = await cap.refused(tx, device, names);
+        if (over.size > 0) overCap.names.set(device, over);
+      }
+    const { devices, alerts, stored, duplicates, readings } = sortReadings(telemetry, env.site, now, {
+      seq: seqTxn,
+      quality: this.d.quality,
+      derived,
+      drop,
+      quarantine,
+      overCap,
+    });
+    const quarantined = quarantine.length - rejectedReadings;
+    const q: BatchQuality = {
+      score: qualityScore(stored, quarantine.length),
+      readings: readings + rejectedReadings,
+      passed: stored,
+      quarantined,
+      rejected: rejectedReadings,
+      duplicates,
+    };
+    const extra: StagingExtra | null = drop.length > 0 || quarantine.length > 0 ? { drop, quarantine } : null;
+
+    // Twin rows in one order in every transaction (no lock cycles between replicas).
+    const touched = [...devices].filter(([, t]) => t.seen).sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0));
+    for (const [device, t] of touched)
+      await this.d.twins.applyTelemetry(tx, device, env.site, now, t.stored, t.latest.values(), t.model, t.lastAlert);
+    await seqTxn.persist();
+    await tx.run(
+      'UPDATE batches SET readings = ?, passed = ?, quarantined = ?, rejected = ?, duplicates = ?, score = ? WHERE batch_id = ?',
+      [q.readings, q.passed, q.quarantined, q.rejected, q.duplicates, q.score, env.batchId],
+    );
+    emitBatchChanges(tx, env.site, now, touched, alerts, changedReported);
+    // What went to quarantine shows on the owning site's twins (count, last reason, when).
+    for (const c of await countQuarantine(tx, env.site, quarantine, now)) {
+      this.d.twins.touch(tx, c.device);
+      tx.emit({ type: 'twin', site: env.site, device: c.device, data: { quarantined: c.added, reason: c.reason } });
+    }
+    if (derived && !derived.empty) await derived.persist(tx, now);
+    // Last: it takes the commit-order lock (tx.ordered), held until commit.
+    const body = input.wire ?? { encoding: 'identity' as const, bytes: input.raw };
+    const stagingId = await this.d.staging.insert(tx, env.site, env.batchId, now, body, input.raw.length, extra);
+    tx.afterCommit(() => {
+      seqTxn.install();
+      if (cap) for (const [device, t] of touched) cap.learn(device, t.latest.keys());
+      this.d.staging.remember({ id: stagingId, site: env.site, batchId: env.batchId, received: now, body: input.raw, extra });
+    });
+    return { stored, duplicates, quarantined, q, quarantine, claimed };
+  }
+
+  /**
+   * A batch stored before (a retry, or its copy on another replica): nothing is stored again. Its
+   * refusals are answered again — the first answer may never have reached the sender, and a
+   * "duplicate" must not make a refused message look delivered. Only a true copy is a duplicate:
+   * a batch id another site used, or one whose readings are not all stored (the id reused for
+   * other data), is refused with EDGETWIN_ERR_CONFLICT — never `stored: 0` for data the cloud
+   * does not have (the collector splits it under new batch ids).
+   */
+  private async duplicateBatch(
+    env: { batchId: string; site: string },
+    sent: Sent,
+    rejected: Refusal[],
+    row: BatchRow,
+  ): Promise<IngestResult> {
+    const { telemetry, claimed } = splitByOwner(sent, env.site, await this.d.ownership.owners(devicesOf(sent)));
+    if (row.site !== env.site || !(await this.allStored(telemetry)))
+      throw new EdgetwinError(
+        ErrorCodes.CONFLICT,
+        `batchId "${env.batchId}" was used before for other data: send this data under a new batchId`,
+        {
+          details: { batchId: env.batchId },
+        },
+      );
     const duplicates = telemetry.reduce((n, t) => n + t.batch.readings.length, 0);
     this.mBatches.inc({ outcome: 'duplicate' });
     this.mDuplicates.inc(duplicates);
     return {
-      batchId,
-      site,
+      batchId: env.batchId,
+      site: env.site,
       stored: 0,
       duplicates,
       duplicateBatch: true,
       quarantined: 0,
-      rejected: [],
-      quality: { score: row.score, readings: row.readings, passed: row.passed, quarantined: row.quarantined, rejected: row.rejected, duplicates: row.duplicates },
+      rejected: [...rejected, ...claimed].sort((a, b) => a.index - b.index),
+      quality: {
+        score: row.score,
+        readings: row.readings,
+        passed: row.passed,
+        quarantined: row.quarantined,
+        rejected: row.rejected,
+        duplicates: row.duplicates,
+      },
     };
-  }
-
-  private publish(site: string, now: number, devices: Map<string, DeviceTouch>, alerts: { device: string; epoch: number; r: TelemetryBatch['readings'][number] }[], reported: ReportedMessage[]): void {
-    const ev = this.d.events;
-    if (!ev.active) return;
-    const lastSeen = new Date(now).toISOString();
-    for (const [device, t] of devices) {
-      if (!t.seen) continue;
-      const latest: Record<string, unknown> = {};
-      for (const [metric, { reading: r }] of t.latest) latest[metric] = { value: r.value, unit: r.unit, ts: new Date(r.ts).toISOString(), ...(r.score === undefined ? {} : { score: r.score }) };
-      ev.publish('twin', site, device, { lastSeen, added: t.stored, latest });
-    }
-    for (const { device, epoch, r } of alerts) {
-      ev.publish('anomaly', site, device, { metric: r.metric, ts: new Date(r.ts).toISOString(), value: r.value, unit: r.unit, score: r.score ?? null, model: r.model ?? null, epoch, seq: r.seq });
-    }
-    for (const m of reported) ev.publish('reported', site, m.device, { version: m.version ?? null, patch: m.patch });
   }
 }

@@ -1,5 +1,5 @@
 /** Batch data-quality figures from the `batches` table (kept for ingest.batchIdRetentionDays). */
-import type { SqliteDb } from '../../common/sqlite.js';
+import type { Queryable } from '../store/store.js';
 import { qualityScore } from './quality.js';
 
 export interface QualityQuery {
@@ -10,10 +10,9 @@ export interface QualityQuery {
   limit: number;
 }
 
-interface Row {
-  batch_id: string;
+/** A batch's figures as the `batches` table keeps them (also what ingest reads back for a resent batch). */
+export interface BatchRow {
   site: string;
-  received: number;
   readings: number;
   passed: number;
   quarantined: number;
@@ -22,18 +21,33 @@ interface Row {
   score: number | null;
 }
 
-export function qualityReport(db: SqliteDb, q: QualityQuery): { summary: Record<string, number | null>; items: Record<string, unknown>[] } {
+interface Row extends BatchRow {
+  batch_id: string;
+  received: number;
+}
+
+export async function qualityReport(
+  db: Queryable,
+  q: QualityQuery,
+): Promise<{ summary: Record<string, number | null>; items: Record<string, unknown>[] }> {
   const where = ['received >= ?', 'received < ?'];
   const args: (string | number)[] = [q.from, q.to];
-  if (q.site !== undefined) (where.push('site = ?'), args.push(q.site));
-  if (q.batchId !== undefined) (where.push('batch_id = ?'), args.push(q.batchId));
+  if (q.site !== undefined) {
+    where.push('site = ?');
+    args.push(q.site);
+  }
+  if (q.batchId !== undefined) {
+    where.push('batch_id = ?');
+    args.push(q.batchId);
+  }
   const w = where.join(' AND ');
-  const s = db
-    .prepare(`SELECT count(*) AS batches, coalesce(sum(readings),0) AS readings, coalesce(sum(passed),0) AS passed, coalesce(sum(quarantined),0) AS quarantined,
-      coalesce(sum(rejected),0) AS rejected, coalesce(sum(duplicates),0) AS duplicates FROM batches WHERE ${w}`)
-    .get(...args) as { batches: number; readings: number; passed: number; quarantined: number; rejected: number; duplicates: number };
+  const s = (await db.get<{ batches: number; readings: number; passed: number; quarantined: number; rejected: number; duplicates: number }>(
+    `SELECT count(*) AS batches, coalesce(sum(readings),0) AS readings, coalesce(sum(passed),0) AS passed, coalesce(sum(quarantined),0) AS quarantined,
+      coalesce(sum(rejected),0) AS rejected, coalesce(sum(duplicates),0) AS duplicates FROM batches WHERE ${w}`,
+    args,
+  ))!;
   const summary = { ...s, score: qualityScore(s.passed, s.quarantined + s.rejected) };
-  const rows = db.prepare(`SELECT * FROM batches WHERE ${w} ORDER BY received DESC LIMIT ?`).all(...args, q.limit) as Row[];
+  const rows = await db.all<Row>(`SELECT * FROM batches WHERE ${w} ORDER BY received DESC LIMIT ?`, [...args, q.limit]);
   const items = rows.map((r) => ({
     batchId: r.batch_id,
     site: r.site,

@@ -38,8 +38,18 @@ export class SqliteCheckpointStore implements CheckpointStore {
   }
 
   async listOwnership(ns: string, hub: string, cg: string): Promise<PartitionOwnership[]> {
-    const rows = this.db.prepare('SELECT partition_id, owner_id, modified, etag FROM ownership WHERE ns = ? AND hub = ? AND cg = ?').all(ns, hub, cg) as OwnershipRow[];
-    return rows.map((r) => ({ fullyQualifiedNamespace: ns, eventHubName: hub, consumerGroup: cg, partitionId: r.partition_id, ownerId: r.owner_id, lastModifiedTimeInMs: r.modified, etag: r.etag }));
+    const rows = this.db
+      .prepare('SELECT partition_id, owner_id, modified, etag FROM ownership WHERE ns = ? AND hub = ? AND cg = ?')
+      .all(ns, hub, cg) as OwnershipRow[];
+    return rows.map((r) => ({
+      fullyQualifiedNamespace: ns,
+      eventHubName: hub,
+      consumerGroup: cg,
+      partitionId: r.partition_id,
+      ownerId: r.owner_id,
+      lastModifiedTimeInMs: r.modified,
+      etag: r.etag,
+    }));
   }
 
   async claimOwnership(claims: PartitionOwnership[]): Promise<PartitionOwnership[]> {
@@ -49,7 +59,8 @@ export class SqliteCheckpointStore implements CheckpointStore {
       ON CONFLICT(ns, hub, cg, partition_id) DO UPDATE SET owner_id = excluded.owner_id, modified = excluded.modified, etag = excluded.etag`);
     this.db.transaction(() => {
       for (const c of claims) {
-        const current = select.get(c.fullyQualifiedNamespace, c.eventHubName, c.consumerGroup, c.partitionId) as { etag: string } | undefined;
+        const current = select.get(c.fullyQualifiedNamespace, c.eventHubName, c.consumerGroup, c.partitionId) as
+          { etag: string } | undefined;
         // A claim succeeds only against the state the claimant saw: same etag, or no owner yet.
         if (current ? current.etag !== c.etag : c.etag !== undefined) continue;
         const etag = randomUUID();
@@ -63,18 +74,29 @@ export class SqliteCheckpointStore implements CheckpointStore {
 
   async updateCheckpoint(cp: Checkpoint): Promise<void> {
     this.db
-      .prepare(`INSERT INTO checkpoints (ns, hub, cg, partition_id, sequence_number, offset) VALUES (?, ?, ?, ?, ?, ?)
-        ON CONFLICT(ns, hub, cg, partition_id) DO UPDATE SET sequence_number = excluded.sequence_number, offset = excluded.offset`)
+      .prepare(
+        `INSERT INTO checkpoints (ns, hub, cg, partition_id, sequence_number, offset) VALUES (?, ?, ?, ?, ?, ?)
+        ON CONFLICT(ns, hub, cg, partition_id) DO UPDATE SET sequence_number = excluded.sequence_number, offset = excluded.offset`,
+      )
       .run(cp.fullyQualifiedNamespace, cp.eventHubName, cp.consumerGroup, cp.partitionId, cp.sequenceNumber, cp.offset);
   }
 
   async listCheckpoints(ns: string, hub: string, cg: string): Promise<Checkpoint[]> {
-    const rows = this.db.prepare('SELECT partition_id, sequence_number, offset FROM checkpoints WHERE ns = ? AND hub = ? AND cg = ?').all(ns, hub, cg) as {
+    const rows = this.db
+      .prepare('SELECT partition_id, sequence_number, offset FROM checkpoints WHERE ns = ? AND hub = ? AND cg = ?')
+      .all(ns, hub, cg) as {
       partition_id: string;
       sequence_number: number;
       offset: string;
     }[];
-    return rows.map((r) => ({ fullyQualifiedNamespace: ns, eventHubName: hub, consumerGroup: cg, partitionId: r.partition_id, sequenceNumber: r.sequence_number, offset: r.offset }));
+    return rows.map((r) => ({
+      fullyQualifiedNamespace: ns,
+      eventHubName: hub,
+      consumerGroup: cg,
+      partitionId: r.partition_id,
+      sequenceNumber: r.sequence_number,
+      offset: r.offset,
+    }));
   }
 
   close(): void {

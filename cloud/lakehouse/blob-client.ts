@@ -8,10 +8,14 @@
  *   http(s)://<ip or localhost>:<port>/<acct>/<container>[/<prefix>]   (path-style: Azurite, tests)
  * Credentials, first that applies: a SAS in the URL; a connection string (account key or SAS);
  * the given TokenCredential; DefaultAzureCredential (managed identity in Azure). SAS queries and
- * keys are secrets: only `redactUrl` output may reach logs.
+ * keys are secrets: only `redactUrl` output (common/redact.ts) may reach logs.
  */
 import type { TokenCredential } from '@azure/identity';
 import type { ContainerClient, StoragePipelineOptions } from '@azure/storage-blob';
+import { redactUrl } from '../../common/redact.js';
+
+// Re-exported for cloud/ingest/event-hubs-consumer.ts, which still imports it from here.
+export { redactUrl };
 
 export interface BlobLocation {
   /** Container URL without query, e.g. https://acct.blob.core.windows.net/lake. */
@@ -62,17 +66,6 @@ export function parseBlobUrl(raw: string): BlobLocation {
   return { containerUrl: `${base}/${container}`, account, container, prefix: segments.join('/'), sas: u.search.replace(/^\?/, '') };
 }
 
-/** The URL without its query (SAS) and userinfo: safe to log. */
-export function redactUrl(raw: string): string {
-  try {
-    const u = new URL(raw);
-    const fs = u.protocol.startsWith('abfs') ? `${u.username}@` : '';
-    return `${u.protocol}//${fs}${u.host}${u.pathname}${u.search ? '?<sas redacted>' : ''}`;
-  } catch {
-    return '<invalid url>';
-  }
-}
-
 function connectionStringFields(cs: string): Map<string, string> {
   const out = new Map<string, string>();
   for (const part of cs.split(';')) {
@@ -97,7 +90,8 @@ export async function openContainer(loc: BlobLocation, opts: OpenContainerOption
     const f = connectionStringFields(opts.connectionString);
     const key = f.get('accountkey');
     const sas = f.get('sharedaccesssignature');
-    if (key) return new ContainerClient(loc.containerUrl, new StorageSharedKeyCredential(f.get('accountname') ?? loc.account, key), opts.pipeline);
+    if (key)
+      return new ContainerClient(loc.containerUrl, new StorageSharedKeyCredential(f.get('accountname') ?? loc.account, key), opts.pipeline);
     if (sas) return new ContainerClient(`${loc.containerUrl}?${sas.replace(/^\?/, '')}`, new AnonymousCredential(), opts.pipeline);
     throw new Error('connection string has neither AccountKey nor SharedAccessSignature');
   }

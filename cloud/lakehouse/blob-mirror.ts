@@ -23,12 +23,14 @@ import { existsSync, mkdirSync, renameSync, rmSync, statSync } from 'node:fs';
 import { dirname, join, relative, sep } from 'node:path';
 import type { TokenCredential } from '@azure/identity';
 import type { ContainerClient, StoragePipelineOptions } from '@azure/storage-blob';
+import { fsyncPath } from '../../common/durable-file.js';
 import { EdgetwinError, ErrorCodes, errorMessage } from '../../common/errors.js';
 import type { Logger } from '../../common/log.js';
 import { counter, gauge, type Registry } from '../../common/metrics.js';
+import { redactUrl } from '../../common/redact.js';
 import type { LakehouseConfig } from '../config.js';
-import { ensureContainer, openContainer, parseBlobUrl, redactUrl } from './blob-client.js';
-import { fsyncPath, listFiles, parseFileName, TABLE_NAMES, TABLES } from './layout.js';
+import { ensureContainer, openContainer, parseBlobUrl } from './blob-client.js';
+import { listFiles, parseFileName, TABLE_NAMES, TABLES } from './layout.js';
 import type { StagingStore } from './staging.js';
 
 const DATA_PATH = new RegExp(`^(?:${Object.values(TABLES).join('|')})/site=[^/]+/date=\\d{4}-\\d{2}-\\d{2}/part-[^/]+\\.parquet$`);
@@ -83,7 +85,10 @@ export class BlobMirror {
     private readonly opts: BlobMirrorOptions,
   ) {
     this.retryDelay = opts.retryMs;
-    this.mOps = counter(registry, 'edgetwin_cloud_lake_blob_ops_total', 'Lakehouse files mirrored to Azure Blob, by operation and result', ['op', 'result']);
+    this.mOps = counter(registry, 'edgetwin_cloud_lake_blob_ops_total', 'Lakehouse files mirrored to Azure Blob, by operation and result', [
+      'op',
+      'result',
+    ]);
     this.mBytes = counter(registry, 'edgetwin_cloud_lake_blob_uploaded_bytes_total', 'Bytes of lakehouse files uploaded to Azure Blob');
     this.mPending = gauge(registry, 'edgetwin_cloud_lake_blob_pending_files', 'Lakehouse files not yet mirrored (uploads + deletes)');
   }
@@ -204,7 +209,9 @@ export class BlobMirror {
       this.mPending.set(this.pendingUploads + this.pendingDeletes);
       await parallel(uploads, PARALLEL, async ([rel, f]) => {
         try {
-          await this.container.getBlockBlobClient(this.blobName(rel)).uploadFile(f.path, { blobHTTPHeaders: { blobContentType: 'application/vnd.apache.parquet' } });
+          await this.container
+            .getBlockBlobClient(this.blobName(rel))
+            .uploadFile(f.path, { blobHTTPHeaders: { blobContentType: 'application/vnd.apache.parquet' } });
         } catch (err) {
           // Deleted by a compaction while uploading: the next pass sees the merged file instead.
           if (!existsSync(f.path)) {
@@ -234,7 +241,8 @@ export class BlobMirror {
       });
       this.mPending.set(0);
       this.lastSyncAt = Date.now();
-      if (this.failingSince !== 0) this.log.info({ target: this.opts.describe, failedMs: Date.now() - this.failingSince }, 'lakehouse mirror to Azure Blob recovered');
+      if (this.failingSince !== 0)
+        this.log.info({ target: this.opts.describe, failedMs: Date.now() - this.failingSince }, 'lakehouse mirror to Azure Blob recovered');
       this.failingSince = 0;
       this.lastError = null;
       this.retryDelay = this.opts.retryMs;
@@ -243,7 +251,10 @@ export class BlobMirror {
       this.lastError = errorMessage(err);
       const first = this.failingSince === 0;
       if (first) this.failingSince = Date.now();
-      this.log[first ? 'error' : 'debug']({ code: ErrorCodes.LAKEHOUSE, target: this.opts.describe, err: this.lastError, retryMs: this.retryDelay }, 'lakehouse mirror to Azure Blob failed; retrying');
+      this.log[first ? 'error' : 'debug'](
+        { code: ErrorCodes.LAKEHOUSE, target: this.opts.describe, err: this.lastError, retryMs: this.retryDelay },
+        'lakehouse mirror to Azure Blob failed; retrying',
+      );
       if (!this.stopped) {
         this.retryTimer = setTimeout(() => this.requestSync(), this.retryDelay);
         this.retryTimer.unref();
@@ -313,14 +324,38 @@ export interface OpenBlobMirrorOptions {
 export async function openBlobMirror(o: OpenBlobMirrorOptions): Promise<BlobMirror> {
   const loc = parseBlobUrl(o.cfg.url!);
   const describe = redactUrl(o.cfg.url!);
-  const container = await openContainer(loc, { connectionString: o.cfg.blobConnectionString, credential: o.credential, pipeline: o.pipeline });
-  const mirror = new BlobMirror(o.root, container, loc.prefix, () => o.staging.cursor(), o.log, o.registry, { syncIntervalMs: o.cfg.blobSyncIntervalMs, retryMs: 1000, describe });
+  const container = await openContainer(loc, {
+    connectionString: o.cfg.blobConnectionString,
+    credential: o.credential,
+    pipeline: o.pipeline,
+  });
+  const mirror = new BlobMirror(o.root, container, loc.prefix, () => o.staging.cursor(), o.log, o.registry, {
+    syncIntervalMs: o.cfg.blobSyncIntervalMs,
+    retryMs: 1000,
+    describe,
+  });
   try {
     await mirror.load();
     const restored = await mirror.restoreIfEmpty();
-    if (restored) o.staging.advanceCursor(restored.maxHi);
+    const cursor = o.staging.cursor();
+    if (!restored || restored.maxHi <= cursor) {
+      // the copy is not ahead of the state: nothing to reconcile
+    } else if (cursor === 0 && o.staging.pendingBatches === 0) {
+      await o.staging.advanceCursor(restored.maxHi); // a fresh state under an existing lake
+    } else {
+      // An older database under a newer copy (a point-in-time restore): the database is the truth.
+      // Files beyond its cursor hold batches it does not know or still has staged; the writer
+      // deletes them (here and, by the next sync, in the container) and writes the staged ones again.
+      await o.staging.reserveIdsAbove(restored.maxHi);
+      o.log.warn(
+        { cursor, copyHi: restored.maxHi, staged: o.staging.pendingBatches },
+        'lakehouse: the Blob copy is ahead of the database (restored to an earlier point): files beyond the lake cursor are dropped',
+      );
+    }
   } catch (err) {
-    throw new EdgetwinError(ErrorCodes.LAKEHOUSE, `lakehouse: cannot open the Azure Blob copy at ${describe}: ${errorMessage(err)}`, { cause: err });
+    throw new EdgetwinError(ErrorCodes.LAKEHOUSE, `lakehouse: cannot open the Azure Blob copy at ${describe}: ${errorMessage(err)}`, {
+      cause: err,
+    });
   }
   return mirror;
 }

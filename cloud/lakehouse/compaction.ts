@@ -11,9 +11,19 @@
  */
 import { mkdirSync, renameSync, rmSync, unlinkSync } from 'node:fs';
 import { dirname, join } from 'node:path';
+import { fsyncPath } from '../../common/durable-file.js';
 import type { Logger } from '../../common/log.js';
 import type { Duck } from './duckdb.js';
-import { fsyncPath, listFiles, liveAndSuperseded, mergedFileName, sqlFileList, sqlString, TABLE_NAMES, type DataFile, type TableName } from './layout.js';
+import {
+  listFiles,
+  liveAndSuperseded,
+  mergedFileName,
+  sqlFileList,
+  sqlString,
+  TABLE_NAMES,
+  type DataFile,
+  type TableName,
+} from './layout.js';
 
 export interface CompactionOptions {
   /** Committed lake cursor: files beyond it belong to a flush in progress. */
@@ -79,7 +89,13 @@ function runs(files: DataFile[], opts: CompactionOptions, closed: boolean): Data
 }
 
 /** `onProgress(done, total)` follows the merged runs (the CLI draws it; the daemon passes none). */
-export async function compact(root: string, duck: Duck, opts: CompactionOptions, log: Logger, onProgress?: (done: number, total: number) => void): Promise<CompactionReport> {
+export async function compact(
+  root: string,
+  duck: Duck,
+  opts: CompactionOptions,
+  log: Logger,
+  onProgress?: (done: number, total: number) => void,
+): Promise<CompactionReport> {
   const report: CompactionReport = { merged: 0, inputFiles: 0, removedLeftovers: 0 };
   const tmp = join(root, '_tmp', `compact-${process.pid}`);
   rmSync(tmp, { recursive: true, force: true });
@@ -121,7 +137,8 @@ async function mergeRun(duck: Duck, table: TableName, run: DataFile[], tmp: stri
   const lo = run[0]!.lo;
   const hi = run[run.length - 1]!.hi;
   const out = join(tmp, `${table}-${lo}-${hi}.parquet`);
-  const src = `read_parquet(${sqlFileList(run)}, hive_partitioning = false)`;
+  // union_by_name: files of one table written before a column was added (gold/anomalies' explain) merge with newer ones.
+  const src = `read_parquet(${sqlFileList(run)}, hive_partitioning = false, union_by_name = true)`;
   await duck.query(`COPY (${mergeQuery(table, src)}) TO ${sqlString(out)} (FORMAT parquet, COMPRESSION zstd, ROW_GROUP_SIZE 100000)`);
   fsyncPath(out);
   const dir = dirname(run[0]!.path);

@@ -17,7 +17,11 @@ export class Duck {
   private readonly waiting: ((c: DuckDBConnection) => void)[] = [];
   private closed = false;
 
-  private constructor(private readonly instance: DuckDBInstance, readonly writers: DuckDBConnection[], pool: DuckDBConnection[]) {
+  private constructor(
+    private readonly instance: DuckDBInstance,
+    readonly writers: DuckDBConnection[],
+    pool: DuckDBConnection[],
+  ) {
     this.idle.push(...pool);
   }
 

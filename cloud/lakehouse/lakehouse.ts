@@ -5,10 +5,9 @@
 import { mkdirSync } from 'node:fs';
 import type { TokenCredential } from '@azure/identity';
 import type { StoragePipelineOptions } from '@azure/storage-blob';
-import { errorMessage } from '../../common/errors.js';
 import type { Logger } from '../../common/log.js';
 import { counter, type Registry } from '../../common/metrics.js';
-import type { SqliteDb } from '../../common/sqlite.js';
+import type { Lease, Store } from '../store/store.js';
 import type { CloudConfig } from '../config.js';
 import { lakehouseRoot } from '../config.js';
 import type { BlobMirror } from './blob-mirror.js';
@@ -34,33 +33,48 @@ export class Lakehouse {
   /** The maintenance run in progress, awaited before DuckDB closes. */
   private maintenance: Promise<unknown> = Promise.resolve();
   private readonly mMaintenance;
+  readonly lease: Lease;
 
   private constructor(
     readonly root: string,
     readonly duck: Duck,
     private readonly cfg: CloudConfig,
     private readonly staging: StagingStore,
-    private readonly db: SqliteDb,
+    private readonly store: Store,
     private readonly log: Logger,
     registry: Registry,
     /** The Azure Blob copy, when `lakehouse.url` is set. */
     readonly mirror: BlobMirror | undefined,
   ) {
-    this.writer = new LakehouseWriter(root, cfg.lakehouse, staging, duck, log, registry);
+    // One writer across replicas; compaction and retention run where it runs (they rewrite its files).
+    this.lease = store.lease('lakehouse-writer', cfg.store.leaseRetryMs);
+    this.writer = new LakehouseWriter(root, cfg.lakehouse, staging, duck, log, registry, this.lease);
     if (mirror) this.writer.onCommit = () => mirror.requestSync();
     this.query = new LakehouseQuery(root, duck, () => staging.cursor());
-    this.mMaintenance = counter(registry, 'edgetwin_cloud_lake_maintenance_total', 'Compaction and retention runs, by job and result', ['job', 'result']);
+    this.mMaintenance = counter(registry, 'edgetwin_cloud_lake_maintenance_total', 'Compaction and retention runs, by job and result', [
+      'job',
+      'result',
+    ]);
   }
 
-  static async open(cfg: CloudConfig, staging: StagingStore, db: SqliteDb, log: Logger, registry: Registry, opts: LakehouseOpenOptions = {}): Promise<Lakehouse> {
+  static async open(
+    cfg: CloudConfig,
+    staging: StagingStore,
+    store: Store,
+    log: Logger,
+    registry: Registry,
+    opts: LakehouseOpenOptions = {},
+  ): Promise<Lakehouse> {
     const root = lakehouseRoot(cfg);
     mkdirSync(root, { recursive: true });
     // The SDK loads only when a container is configured.
     const mirror = cfg.lakehouse.url
-      ? await (await import('./blob-mirror.js')).openBlobMirror({ root, cfg: cfg.lakehouse, staging, log, registry, credential: opts.blobCredential, pipeline: opts.blobPipeline })
+      ? await (
+          await import('./blob-mirror.js')
+        ).openBlobMirror({ root, cfg: cfg.lakehouse, staging, log, registry, credential: opts.blobCredential, pipeline: opts.blobPipeline })
       : undefined;
     const duck = await Duck.open({ threads: cfg.lakehouse.duckdbThreads, memoryLimitMb: cfg.lakehouse.duckdbMemoryLimitMb });
-    return new Lakehouse(root, duck, cfg, staging, db, log, registry, mirror);
+    return new Lakehouse(root, duck, cfg, staging, store, log, registry, mirror);
   }
 
   start(): void {
@@ -73,11 +87,13 @@ export class Lakehouse {
     const every = (ms: number, job: 'compaction' | 'retention', fn: () => Promise<unknown>): void => {
       if (ms <= 0) return;
       const t = setInterval(() => {
+        // Scheduled maintenance runs on the writer's replica only: it rewrites the writer's files.
+        if (!this.lease.held) return;
         this.maintenance = fn().then(
           () => this.mMaintenance.inc({ job, result: 'ok' }),
           (err: unknown) => {
             this.mMaintenance.inc({ job, result: 'error' });
-            this.log.warn({ job, err: errorMessage(err) }, 'lakehouse maintenance failed; next run retries');
+            this.log.warn({ job, err }, 'lakehouse maintenance failed; next run retries');
           },
         );
       }, ms);
@@ -92,13 +108,29 @@ export class Lakehouse {
   compact(): Promise<CompactionReport | undefined> {
     const c = this.cfg.lakehouse.compaction;
     return withMaintenanceLock(this.root, () =>
-      compact(this.root, this.duck, { cursor: this.staging.cursor(), minFiles: c.minFiles, targetFileBytes: c.targetFileBytes, closedBefore: new Date().toISOString().slice(0, 10) }, this.log),
+      compact(
+        this.root,
+        this.duck,
+        {
+          cursor: this.staging.cursor(),
+          minFiles: c.minFiles,
+          targetFileBytes: c.targetFileBytes,
+          closedBefore: new Date().toISOString().slice(0, 10),
+        },
+        this.log,
+      ),
     ).finally(() => this.mirror?.requestSync());
   }
 
   retention(opts: { dryRun?: boolean } = {}): Promise<RetentionReport | undefined> {
     return withMaintenanceLock(this.root, async () =>
-      applyRetention(this.root, this.cfg.lakehouse.retention, { db: this.db, batchIdRetentionDays: this.cfg.ingest.batchIdRetentionDays }, this.log, opts),
+      applyRetention(
+        this.root,
+        this.cfg.lakehouse.retention,
+        { db: this.store, batchIdRetentionDays: this.cfg.ingest.batchIdRetentionDays },
+        this.log,
+        opts,
+      ),
     ).finally(() => this.mirror?.requestSync());
   }
 
@@ -106,6 +138,7 @@ export class Lakehouse {
     for (const t of this.timers) clearInterval(t);
     await this.maintenance;
     await this.writer.stop();
+    await this.lease.release();
     await this.mirror?.stop();
     this.duck.close();
   }

@@ -8,7 +8,7 @@
  * into one whose range covers theirs, so a file whose range another covers (and that is newer) is
  * a leftover of a compaction that did not finish. Readers skip such files, cleanup deletes them.
  */
-import { closeSync, existsSync, fsyncSync, mkdirSync, openSync, readdirSync, readFileSync, statSync, unlinkSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readdirSync, readFileSync, statSync, unlinkSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 
 export const TABLES = {
@@ -125,15 +125,6 @@ export function liveFiles(root: string, table: TableName, f: FileFilter = {}): D
   return liveAndSuperseded(listFiles(root, table, f)).live;
 }
 
-export function fsyncPath(path: string): void {
-  const fd = openSync(path, 'r');
-  try {
-    fsyncSync(fd);
-  } finally {
-    closeSync(fd);
-  }
-}
-
 /** A SQL string literal (DuckDB): paths and values that cannot be bound as parameters. */
 export function sqlString(s: string): string {
   return `'${s.replace(/'/g, "''")}'`;
@@ -179,4 +170,19 @@ export function withMaintenanceLock<T>(root: string, fn: () => Promise<T>): Prom
 
 export function partitionDir(root: string, table: TableName, site: string, date: string): string {
   return join(root, TABLES[table], `site=${site}`, `date=${date}`);
+}
+
+/** Every Parquet file under `dir`, at any depth (a flush's scratch folder). */
+export function* walkParquet(dir: string): Generator<string> {
+  let entries: string[];
+  try {
+    entries = readdirSync(dir);
+  } catch {
+    return;
+  }
+  for (const e of entries) {
+    const p = join(dir, e);
+    if (statSync(p).isDirectory()) yield* walkParquet(p);
+    else if (e.endsWith('.parquet')) yield p;
+  }
 }

@@ -63,11 +63,19 @@ const nOrNull = (v: unknown): number | null => (v === null || v === undefined ? 
 
 export class LakehouseQuery {
   /** `cursor` is the committed lake cursor: files beyond it belong to a flush still being published. */
-  constructor(private readonly root: string, private readonly duck: Duck, private readonly cursor: () => number) {}
+  constructor(
+    private readonly root: string,
+    private readonly duck: Duck,
+    private readonly cursor: () => number,
+  ) {}
 
   files(table: TableName, site: string | undefined, from?: number, to?: number): DataFile[] {
     const committed = this.cursor();
-    const files = liveFiles(this.root, table, { site, fromDate: from === undefined ? undefined : day(from), toDate: to === undefined ? undefined : day(to - 1) });
+    const files = liveFiles(this.root, table, {
+      site,
+      fromDate: from === undefined ? undefined : day(from),
+      toDate: to === undefined ? undefined : day(to - 1),
+    });
     return files.filter((f) => f.hi <= committed);
   }
 
@@ -110,31 +118,36 @@ export class LakehouseQuery {
        GROUP BY metric, t ORDER BY t, metric LIMIT ${q.limit + 1}`,
       params,
     );
-    const points = rows.slice(0, q.limit).map(
-      (r): BucketPoint => ({
-        metric: String(r['metric']),
-        ts: iso(r['t']),
-        count: n(r['count']),
-        min: n(r['min']),
-        max: n(r['max']),
-        mean: n(r['mean']),
-        last: n(r['last']),
-        maxScore: nOrNull(r['max_score']),
-        alerts: n(r['alerts']),
-      }),
-    );
+    const points = rows.slice(0, q.limit).map((r): BucketPoint => ({
+      metric: String(r['metric']),
+      ts: iso(r['t']),
+      count: n(r['count']),
+      min: n(r['min']),
+      max: n(r['max']),
+      mean: n(r['mean']),
+      last: n(r['last']),
+      maxScore: nOrNull(r['max_score']),
+      alerts: n(r['alerts']),
+    }));
     return { source, points, truncated: rows.length > q.limit };
   }
 
   /** Rows of a site/date-partitioned table in a time range, newest first. */
-  private async inRange(table: TableName, timeCol: string, select: string, q: RangeQuery, extra: Record<string, string | undefined>, orderBy: string): Promise<Row[]> {
+  private async inRange(
+    table: TableName,
+    timeCol: string,
+    select: string,
+    q: RangeQuery,
+    extra: Record<string, string | undefined>,
+    orderBy: string,
+  ): Promise<Row[]> {
     const files = this.files(table, q.site, q.from, q.to);
     if (files.length === 0) return [];
     const params: DuckDBValue[] = [q.from, q.to];
     let where = '';
     for (const [col, v] of Object.entries({ device: q.device, ...extra })) if (v !== undefined) where += ` AND ${col} = $${params.push(v)}`;
     return this.duck.query(
-      `SELECT ${select} FROM read_parquet(${sqlFileList(files)}, hive_partitioning = true)
+      `SELECT ${select} FROM read_parquet(${sqlFileList(files)}, hive_partitioning = true, union_by_name = true)
        WHERE ${timeCol} >= epoch_ms($1::BIGINT)::TIMESTAMPTZ AND ${timeCol} < epoch_ms($2::BIGINT)::TIMESTAMPTZ${where}
        ORDER BY ${orderBy} LIMIT ${q.limit}`,
       params,
@@ -142,7 +155,15 @@ export class LakehouseQuery {
   }
 
   async anomalies(q: RangeQuery): Promise<Record<string, unknown>[]> {
-    const rows = await this.inRange('anomalies', 'ts', 'site, device, metric, epoch_ms(ts) AS t, value, unit, score, model, epoch, seq', q, {}, 't DESC, device, metric');
+    const rows = await this.inRange(
+      'anomalies',
+      'ts',
+      // `*`: files written before explanations existed have no `explain` column (it reads as absent).
+      '*, epoch_ms(ts) AS t',
+      q,
+      {},
+      't DESC, device, metric',
+    );
     return rows.map((r) => ({
       site: String(r['site']),
       device: String(r['device']),
@@ -154,6 +175,7 @@ export class LakehouseQuery {
       model: r['model'] ?? null,
       epoch: n(r['epoch']),
       seq: n(r['seq']),
+      explain: typeof r['explain'] === 'string' ? (JSON.parse(r['explain']) as unknown) : null,
     }));
   }
 

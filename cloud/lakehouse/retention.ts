@@ -1,12 +1,14 @@
 /**
  * Retention: whole date partitions older than each layer's limit are deleted (0 days = keep
  * forever), as are remembered batch ids past `ingest.batchIdRetentionDays` (a replay after that is
- * still caught by reading identity).
+ * still caught by reading identity). A partition is old by its sample date *and* by arrival: one
+ * with a file written within the limit is kept, so a backfill of last year's history is not deleted
+ * within the hour (files are written at arrival; compaction rewrites them, which only keeps them longer).
  */
-import { readdirSync, rmSync } from 'node:fs';
+import { readdirSync, rmSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import type { Logger } from '../../common/log.js';
-import type { SqliteDb } from '../../common/sqlite.js';
+import type { Queryable } from '../store/store.js';
 import type { LakehouseConfig } from '../config.js';
 import { layerOf, TABLE_NAMES, TABLES, type TableName } from './layout.js';
 
@@ -23,6 +25,19 @@ function daysFor(table: TableName, r: LakehouseConfig['retention']): number {
   return layer === 'bronze' ? r.bronzeDays : layer === 'silver' ? r.silverDays : r.goldDays;
 }
 
+/** The newest write time of the partition's files (ms), 0 when it has none. */
+function newestWrite(dir: string): number {
+  let newest = 0;
+  for (const f of list(dir, '')) {
+    try {
+      newest = Math.max(newest, statSync(join(dir, f)).mtimeMs);
+    } catch {
+      // gone meanwhile (compaction): nothing to keep for it
+    }
+  }
+  return newest;
+}
+
 const list = (dir: string, prefix: string): string[] => {
   try {
     return readdirSync(dir).filter((d) => d.startsWith(prefix));
@@ -31,13 +46,13 @@ const list = (dir: string, prefix: string): string[] => {
   }
 };
 
-export function applyRetention(
+export async function applyRetention(
   root: string,
   r: LakehouseConfig['retention'],
-  db: { db: SqliteDb; batchIdRetentionDays: number } | undefined,
+  db: { db: Queryable; batchIdRetentionDays: number } | undefined,
   log: Logger,
   opts: { now?: number; dryRun?: boolean } = {},
-): RetentionReport {
+): Promise<RetentionReport> {
   const now = opts.now ?? Date.now();
   const report: RetentionReport = { partitionsRemoved: [], batchIdsForgotten: 0 };
   for (const table of TABLE_NAMES) {
@@ -50,16 +65,22 @@ export function applyRetention(
       for (const dd of list(join(base, sd), 'date=')) {
         const date = dd.slice(5);
         if (date >= oldest) continue;
+        if (newestWrite(join(base, sd, dd)) > now - days * DAY_MS) continue; // arrived recently (a backfill)
         if (!opts.dryRun) rmSync(join(base, sd, dd), { recursive: true, force: true });
         report.partitionsRemoved.push({ table, site: sd.slice(5), date });
       }
     }
   }
   if (db && !opts.dryRun) {
-    report.batchIdsForgotten = db.db.prepare('DELETE FROM batches WHERE received < ?').run(now - db.batchIdRetentionDays * DAY_MS).changes;
+    report.batchIdsForgotten = (
+      await db.db.run('DELETE FROM batches WHERE received < ?', [now - db.batchIdRetentionDays * DAY_MS])
+    ).changes;
   }
   if (report.partitionsRemoved.length > 0 || report.batchIdsForgotten > 0) {
-    log.info({ partitions: report.partitionsRemoved.length, batchIds: report.batchIdsForgotten, dryRun: !!opts.dryRun }, 'lakehouse retention applied');
+    log.info(
+      { partitions: report.partitionsRemoved.length, batchIds: report.batchIdsForgotten, dryRun: !!opts.dryRun },
+      'lakehouse retention applied',
+    );
   }
   return report;
 }

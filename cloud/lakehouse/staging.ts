@@ -1,11 +1,16 @@
 /**
  * StagingStore: the durable landing of every accepted batch. An ingest is answered only after its
- * raw body is in the `staging` table (fsynced, in the same transaction as its dedup state); the
+ * raw body is in the `staging` table (committed, in the same transaction as its dedup state); the
  * LakehouseWriter then turns staged batches into Parquet and releases them by moving the lake
  * cursor. Bodies of recent batches are also kept in memory so the writer rarely reads them back.
+ *
+ * With PostgreSQL every replica stages and one writer (the lease holder) drains: the pending list
+ * is then read from the table (`refresh`), never built from this replica's own inserts. Staging
+ * ids are taken under `tx.ordered()`, so they commit in id order and the cursor ("written up to id
+ * N") never skips a batch that committed late.
  */
 import { gunzipSync } from 'node:zlib';
-import type { MetaStore, SqliteDb } from '../../common/sqlite.js';
+import { STAGING_CHANNEL, type Store, type Tx } from '../store/store.js';
 import type { QuarantineRow } from '../ingest/quality.js';
 
 /** What the writer must leave out of silver, or route to quarantine, for one staged batch. */
@@ -36,30 +41,52 @@ interface PendingMeta {
 
 const CURSOR = 'lake_cursor';
 
+interface PendingRow {
+  id: number;
+  site: string;
+  batch_id: string;
+  received: number;
+  bytes: number;
+  extra: string | null;
+}
+
+/** The lake cursor moved under this writer: another replica holds the writer lease now. */
+export class CursorMoved extends Error {
+  constructor(expected: number) {
+    super(`the lake cursor is no longer ${expected}: another writer took over`);
+    this.name = 'CursorMoved';
+  }
+}
+
 export class StagingStore {
-  private readonly insertStmt;
-  private readonly bodyStmt;
   /** Staged and not yet in the lakehouse, oldest first. */
   private readonly pending: PendingMeta[] = [];
+  private readonly pendingIds = new Set<number>();
   private readonly bodies = new Map<number, Buffer>();
   private memoryBytes = 0;
   private pendingBytesTotal = 0;
+  private cursorNow = 0;
+  /** Highest id in `pending` (or released): `refresh` reads above it. */
+  private seen = 0;
+  /** PostgreSQL: other replicas stage too; the table, not this process, is the list. */
+  readonly shared: boolean;
 
-  constructor(private readonly db: SqliteDb, private readonly meta: MetaStore, private readonly memoryMaxBytes: number) {
-    this.insertStmt = db.prepare('INSERT INTO staging (site, batch_id, received, encoding, body, bytes, extra) VALUES (?, ?, ?, ?, ?, ?, ?)');
-    this.bodyStmt = db.prepare<[number], { encoding: string; body: Buffer }>('SELECT encoding, body FROM staging WHERE id = ?');
-    const rows = db
-      .prepare('SELECT id, site, batch_id, received, bytes, extra FROM staging WHERE id > ? ORDER BY id')
-      .all(this.cursor()) as { id: number; site: string; batch_id: string; received: number; bytes: number; extra: string | null }[];
-    for (const r of rows) {
-      this.pending.push({ id: r.id, site: r.site, batchId: r.batch_id, received: r.received, bytes: r.bytes, extra: r.extra ? (JSON.parse(r.extra) as StagingExtra) : null });
-      this.pendingBytesTotal += r.bytes;
-    }
+  private constructor(
+    private readonly store: Store,
+    private readonly memoryMaxBytes: number,
+  ) {
+    this.shared = store.kind === 'postgres';
   }
 
-  /** Highest staging id already in the lakehouse. */
+  static async open(store: Store, memoryMaxBytes: number): Promise<StagingStore> {
+    const s = new StagingStore(store, memoryMaxBytes);
+    await s.refresh();
+    return s;
+  }
+
+  /** Highest staging id already in the lakehouse (as last read). */
   cursor(): number {
-    return this.meta.get(CURSOR);
+    return this.cursorNow;
   }
 
   get pendingBatches(): number {
@@ -70,15 +97,62 @@ export class StagingStore {
     return this.pendingBytesTotal;
   }
 
-  /** Lands one batch; call inside the ingest transaction. `stored` is the body as received (gzip kept gzip). */
-  insert(site: string, batchId: string, received: number, stored: { encoding: 'identity' | 'gzip'; bytes: Buffer }, bytes: number, extra: StagingExtra | null): number {
-    return Number(this.insertStmt.run(site, batchId, received, stored.encoding, stored.bytes, bytes, extra ? JSON.stringify(extra) : null).lastInsertRowid);
+  /** Re-reads the cursor and the batches staged after what is known (all replicas'); drops what another writer released. */
+  async refresh(): Promise<void> {
+    const cursor = (await this.store.get<{ v: number }>('SELECT v FROM meta WHERE k = ?', [CURSOR]))?.v ?? 0;
+    this.drop(cursor);
+    const rows = await this.store.all<PendingRow>(
+      'SELECT id, site, batch_id, received, bytes, extra FROM staging WHERE id > ? ORDER BY id',
+      [Math.max(this.seen, cursor)],
+    );
+    for (const r of rows) {
+      const meta = { id: r.id, site: r.site, batchId: r.batch_id, received: r.received, bytes: r.bytes };
+      this.enqueue({ ...meta, extra: r.extra ? (JSON.parse(r.extra) as StagingExtra) : null });
+    }
   }
 
-  /** Queues a committed batch for the writer; call only after the ingest transaction committed. */
+  /**
+   * Queues one committed batch once, in id order. Both refresh() (reading the table) and remember()
+   * (ingest, after its commit) may see the same batch, in either order and even while the other's
+   * read is in flight: queued twice it would be written twice; queued out of order, release() of a
+   * higher id would drop a lower one unwritten.
+   */
+  private enqueue(p: PendingMeta): boolean {
+    if (p.id <= this.cursorNow || this.pendingIds.has(p.id)) return false;
+    let at = this.pending.length;
+    while (at > 0 && this.pending[at - 1]!.id > p.id) at--;
+    this.pending.splice(at, 0, p);
+    this.pendingIds.add(p.id);
+    this.pendingBytesTotal += p.bytes;
+    this.seen = Math.max(this.seen, p.id);
+    return true;
+  }
+
+  /** Lands one batch; call inside the ingest transaction (last: it orders the commit). `stored` is the body as received (gzip kept gzip). */
+  async insert(
+    tx: Tx,
+    site: string,
+    batchId: string,
+    received: number,
+    stored: { encoding: 'identity' | 'gzip'; bytes: Buffer },
+    bytes: number,
+    extra: StagingExtra | null,
+  ): Promise<number> {
+    await tx.ordered();
+    const row = await tx.get<{ id: number }>(
+      'INSERT INTO staging (site, batch_id, received, encoding, body, bytes, extra) VALUES (?, ?, ?, ?, ?, ?, ?) RETURNING id',
+      [site, batchId, received, stored.encoding, stored.bytes, bytes, extra ? JSON.stringify(extra) : null],
+    );
+    tx.afterCommit(() => this.store.bus.notify(STAGING_CHANNEL));
+    return row!.id;
+  }
+
+  /** Queues a committed batch for the writer; call only after the ingest transaction committed (SQLite; PostgreSQL reads the table). */
   remember(b: StagedBatch): void {
-    this.pending.push({ id: b.id, site: b.site, batchId: b.batchId, received: b.received, bytes: b.body.length, extra: b.extra });
-    this.pendingBytesTotal += b.body.length;
+    if (this.shared) return;
+    // refresh() (this writer taking the lease) may have read the batch from the table, or written it already.
+    const meta = { id: b.id, site: b.site, batchId: b.batchId, received: b.received, bytes: b.body.length, extra: b.extra };
+    if (!this.enqueue(meta)) return;
     if (this.memoryBytes + b.body.length <= this.memoryMaxBytes) {
       this.bodies.set(b.id, b.body);
       this.memoryBytes += b.body.length;
@@ -86,23 +160,48 @@ export class StagingStore {
   }
 
   /** The oldest pending batches, up to maxBytes of bodies (at least one). */
-  take(maxBytes: number): StagedBatch[] {
+  async take(maxBytes: number): Promise<StagedBatch[]> {
     const out: StagedBatch[] = [];
     let bytes = 0;
     for (const p of this.pending) {
       if (out.length > 0 && bytes + p.bytes > maxBytes) break;
-      out.push({ id: p.id, site: p.site, batchId: p.batchId, received: p.received, extra: p.extra, body: this.body(p.id) });
+      out.push({ id: p.id, site: p.site, batchId: p.batchId, received: p.received, extra: p.extra, body: await this.body(p.id) });
       bytes += p.bytes;
     }
     return out;
   }
 
-  private body(id: number): Buffer {
+  private async body(id: number): Promise<Buffer> {
     const inMemory = this.bodies.get(id);
     if (inMemory) return inMemory;
-    const row = this.bodyStmt.get(id);
+    const row = await this.store.get<{ encoding: string; body: Buffer }>('SELECT encoding, body FROM staging WHERE id = ?', [id]);
     if (!row) throw new Error(`staged batch ${id} is missing`);
     return row.encoding === 'gzip' ? gunzipSync(row.body) : row.body;
+  }
+
+  /**
+   * Replaces what the writer leaves out of silver (and, rarely, the body it writes) for one pending
+   * batch: the lakehouse writer's isolation of rows it cannot store (cloud/lakehouse/isolate.ts).
+   * Durable, so a restart does not search again. `also` runs in the same transaction (the isolator
+   * counts the rows it quarantined on their twins).
+   */
+  async update(id: number, extra: StagingExtra, body?: Buffer, also?: (tx: Tx) => Promise<void>): Promise<void> {
+    const p = this.pending.find((x) => x.id === id);
+    if (!p) throw new Error(`staged batch ${id} is not pending`);
+    const json = JSON.stringify(extra);
+    await this.store.tx(async (tx) => {
+      if (body) await tx.run("UPDATE staging SET extra = ?, body = ?, encoding = 'identity' WHERE id = ?", [json, body, id]);
+      else await tx.run('UPDATE staging SET extra = ? WHERE id = ?', [json, id]);
+      await also?.(tx);
+    });
+    p.extra = extra;
+    if (body) {
+      const old = this.bodies.get(id);
+      if (old) {
+        this.memoryBytes -= old.length;
+        this.bodies.delete(id);
+      }
+    }
   }
 
   /**
@@ -110,24 +209,57 @@ export class StagingStore {
    * to `hi`, so the cursor moves there and new batches get ids above it (their file names must not
    * collide with restored ones). Only with nothing staged: pending ids would fall inside that range.
    */
-  advanceCursor(hi: number): void {
+  async advanceCursor(hi: number): Promise<void> {
     if (hi <= this.cursor()) return;
-    if (this.pending.length > 0) throw new Error(`cannot move the lake cursor to ${hi}: ${this.pending.length} batches are staged below it`);
-    this.db.transaction(() => {
-      this.meta.set(CURSOR, hi);
-      const seq = this.db.prepare("UPDATE sqlite_sequence SET seq = max(seq, ?) WHERE name = 'staging'").run(hi);
-      if (seq.changes === 0) this.db.prepare("INSERT INTO sqlite_sequence (name, seq) VALUES ('staging', ?)").run(hi);
-    })();
+    if (this.pending.length > 0)
+      throw new Error(`cannot move the lake cursor to ${hi}: ${this.pending.length} batches are staged below it`);
+    await this.store.tx(async (tx) => {
+      await tx.run('UPDATE meta SET v = ? WHERE k = ?', [hi, CURSOR]);
+      await this.idsAbove(tx, hi);
+    });
+    this.cursorNow = hi;
+    this.seen = Math.max(this.seen, hi);
   }
 
-  /** Marks everything up to `hi` as written to the lakehouse and frees it (one fsynced transaction). */
-  release(hi: number): void {
-    this.db.transaction(() => {
-      this.meta.set(CURSOR, hi);
-      this.db.prepare('DELETE FROM staging WHERE id <= ?').run(hi);
-    })();
-    while (this.pending.length > 0 && this.pending[0]!.id <= hi) {
+  /**
+   * After a restore of an OLDER database under a newer lake copy (point-in-time restore): the cursor
+   * stays (the writer deletes the files beyond it and writes the staged batches again), but new
+   * batches get ids above `hi`, so no new file is named like one the copy still holds.
+   */
+  async reserveIdsAbove(hi: number): Promise<void> {
+    await this.store.tx((tx) => this.idsAbove(tx, hi));
+  }
+
+  private async idsAbove(tx: Tx, hi: number): Promise<void> {
+    if (tx.dialect.kind === 'postgres') {
+      await tx.get("SELECT setval(pg_get_serial_sequence('staging', 'id'), GREATEST(?, (SELECT coalesce(max(id), 1) FROM staging)))", [hi]);
+    } else {
+      const seq = await tx.run("UPDATE sqlite_sequence SET seq = max(seq, ?) WHERE name = 'staging'", [hi]);
+      if (seq.changes === 0) await tx.run("INSERT INTO sqlite_sequence (name, seq) VALUES ('staging', ?)", [hi]);
+    }
+  }
+
+  /**
+   * Marks everything up to `hi` as written to the lakehouse and frees it (one transaction). The
+   * cursor moves only from the value this writer last saw: a writer that lost its lease to another
+   * replica fails here (CursorMoved) instead of moving the cursor under the new writer's feet.
+   */
+  async release(hi: number): Promise<void> {
+    const from = this.cursorNow;
+    await this.store.tx(async (tx) => {
+      const moved = await tx.run('UPDATE meta SET v = ? WHERE k = ? AND v = ?', [hi, CURSOR, from]);
+      if (moved.changes !== 1) throw new CursorMoved(from);
+      await tx.run('DELETE FROM staging WHERE id <= ?', [hi]);
+    });
+    this.drop(hi);
+  }
+
+  private drop(cursor: number): void {
+    this.cursorNow = Math.max(this.cursorNow, cursor);
+    this.seen = Math.max(this.seen, this.cursorNow);
+    while (this.pending.length > 0 && this.pending[0]!.id <= cursor) {
       const p = this.pending.shift()!;
+      this.pendingIds.delete(p.id);
       this.pendingBytesTotal -= p.bytes;
       const b = this.bodies.get(p.id);
       if (b) {
@@ -136,4 +268,30 @@ export class StagingStore {
       }
     }
   }
+}
+
+/** The envelope without the messages/readings the pipeline left out of silver. */
+export function cleanedBody(b: StagedBatch): Buffer | null {
+  if (!b.extra || b.extra.drop.length === 0) return null;
+  const env = JSON.parse(b.body.toString('utf8')) as { messages: unknown[] };
+  const wholly = new Set<number>();
+  const readings = new Map<number, Set<number>>();
+  for (const [i, j] of b.extra.drop) {
+    if (j < 0) wholly.add(i);
+    else {
+      const s = readings.get(i) ?? new Set<number>();
+      s.add(j);
+      readings.set(i, s);
+    }
+  }
+  const messages: unknown[] = [];
+  env.messages.forEach((m, i) => {
+    if (wholly.has(i)) return;
+    const drop = readings.get(i);
+    if (!drop) return void messages.push(m);
+    const msg = m as { readings: unknown[] };
+    const kept = msg.readings.filter((_, j) => !drop.has(j));
+    if (kept.length > 0) messages.push({ ...msg, readings: kept });
+  });
+  return Buffer.from(JSON.stringify({ messages }));
 }

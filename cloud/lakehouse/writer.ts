@@ -7,99 +7,37 @@
  * A crash anywhere leaves either nothing or files beyond the cursor, which start() deletes before
  * the same batches are written again: each reading reaches silver exactly once.
  */
-import { existsSync, mkdirSync, readdirSync, renameSync, rmSync, statSync, unlinkSync } from 'node:fs';
+import { existsSync, mkdirSync, readdirSync, renameSync, rmSync, unlinkSync } from 'node:fs';
 import { dirname, join, relative } from 'node:path';
+import { fsyncPath } from '../../common/durable-file.js';
 import { ErrorCodes, errorMessage } from '../../common/errors.js';
 import type { Logger } from '../../common/log.js';
 import { counter, gauge, histogram, type Registry } from '../../common/metrics.js';
 import type { LakehouseConfig } from '../config.js';
 import type { DuckDBConnection } from '@duckdb/node-api';
 import type { Duck } from './duckdb.js';
-import { fsyncPath, listFiles, sqlString, TABLE_NAMES, TABLES, writerFileName, type TableName } from './layout.js';
-import type { StagedBatch, StagingStore } from './staging.js';
-
-/** The telemetry part of an envelope, as DuckDB's json_transform extracts it (extra keys are ignored). */
-const ENVELOPE_STRUCTURE = JSON.stringify({
-  messages: [
-    {
-      kind: 'VARCHAR',
-      device: 'VARCHAR',
-      epoch: 'BIGINT',
-      readings: [{ seq: 'BIGINT', ts: 'BIGINT', metric: 'VARCHAR', value: 'DOUBLE', unit: 'VARCHAR', score: 'DOUBLE', model: 'VARCHAR', alert: 'BOOLEAN' }],
-    },
-  ],
-});
-
-const SETUP = [
-  'CREATE OR REPLACE TEMP TABLE mb_batches (stg BIGINT, site VARCHAR, batch_id VARCHAR, received BIGINT, body BLOB, clean BLOB)',
-  `CREATE OR REPLACE TEMP TABLE mb_quarantine (site VARCHAR, batch_id VARCHAR, received BIGINT, device VARCHAR, epoch BIGINT, seq BIGINT,
-     ts_ms BIGINT, metric VARCHAR, value DOUBLE, unit VARCHAR, reason VARCHAR, detail VARCHAR, raw VARCHAR)`,
-];
-
-const READINGS = `CREATE OR REPLACE TEMP TABLE mb_readings AS
-  WITH m AS (
-    SELECT site, batch_id, received, unnest(json_transform(decode(coalesce(clean, body)), ${sqlString(ENVELOPE_STRUCTURE)}).messages) AS msg
-    FROM mb_batches
-  )
-  SELECT site, batch_id, received, msg.device AS device, msg.epoch AS epoch, unnest(msg.readings, recursive := true)
-  FROM m WHERE msg.kind IS NULL AND msg.device IS NOT NULL`;
-
-const rollup = (interval: string): string => `
-  SELECT device, metric, b::TIMESTAMPTZ AS bucket_start, count(*) AS count, min(value) AS min, max(value) AS max,
-    sum(value) AS sum, avg(value) AS mean, arg_max(value, ts) AS last, epoch_ms(max(ts))::TIMESTAMPTZ AS last_ts,
-    any_value(unit) AS unit, max(score) AS max_score, count(*) FILTER (WHERE alert) AS alerts,
-    site, b::DATE AS date
-  FROM (SELECT *, time_bucket(INTERVAL ${interval}, epoch_ms(ts)) AS b FROM mb_readings)
-  GROUP BY site, device, metric, b`;
-
-/** What each table's files hold; partition columns (site, date) go in the folder names, not the files. */
-export const WRITER_QUERIES: Record<TableName, string> = {
-  bronze: `SELECT batch_id, epoch_ms(received)::TIMESTAMPTZ AS received_at, stg AS staging_id, octet_length(body) AS bytes,
-      decode(body) AS body, site, epoch_ms(received)::DATE AS date FROM mb_batches`,
-  silver: `SELECT device, epoch, seq, epoch_ms(ts)::TIMESTAMPTZ AS ts, metric, value, unit, score, model, coalesce(alert, false) AS alert,
-      batch_id, epoch_ms(received)::TIMESTAMPTZ AS received_at, site, epoch_ms(ts)::DATE AS date FROM mb_readings`,
-  quarantine: `SELECT device, epoch, seq, ts_ms, metric, value, unit, reason, detail, raw, batch_id,
-      epoch_ms(received)::TIMESTAMPTZ AS received_at, site, epoch_ms(received)::DATE AS date FROM mb_quarantine`,
-  rollup1m: rollup('1 minute'),
-  rollup1h: rollup('1 hour'),
-  anomalies: `SELECT device, metric, epoch_ms(ts)::TIMESTAMPTZ AS ts, epoch, seq, value, unit, score, model, batch_id,
-      site, epoch_ms(ts)::DATE AS date FROM mb_readings WHERE alert`,
-};
-
-/** The envelope without the messages/readings the pipeline left out of silver. */
-function cleanedBody(b: StagedBatch): Buffer | null {
-  if (!b.extra || b.extra.drop.length === 0) return null;
-  const env = JSON.parse(b.body.toString('utf8')) as { messages: unknown[] };
-  const wholly = new Set<number>();
-  const readings = new Map<number, Set<number>>();
-  for (const [i, j] of b.extra.drop) {
-    if (j < 0) wholly.add(i);
-    else {
-      const s = readings.get(i) ?? new Set<number>();
-      s.add(j);
-      readings.set(i, s);
-    }
-  }
-  const messages: unknown[] = [];
-  env.messages.forEach((m, i) => {
-    if (wholly.has(i)) return;
-    const drop = readings.get(i);
-    if (!drop) return void messages.push(m);
-    const msg = m as { readings: unknown[] };
-    const kept = msg.readings.filter((_, j) => !drop.has(j));
-    if (kept.length > 0) messages.push({ ...msg, readings: kept });
-  });
-  return Buffer.from(JSON.stringify({ messages }));
-}
+import { isDataError, Isolator, publicError } from './isolate.js';
+import { listFiles, sqlString, TABLE_NAMES, TABLES, walkParquet, writerFileName } from './layout.js';
+import { READINGS, SETUP, WRITER_QUERIES } from './writer-sql.js';
+import { cleanedBody, CursorMoved, type StagedBatch, type StagingStore } from './staging.js';
+import type { Lease } from '../store/store.js';
 
 export interface WriterStatus {
   cursor: number;
   pendingBatches: number;
   pendingBytes: number;
   lastFlushAt: string | null;
+  /** The last failure's class only (`Invalid Input Error`, `ENOSPC`): /healthz is public, the data it quoted is not. */
   lastError: string | null;
   failingSinceMs: number;
+  /** Rows the writer itself could not store and sent to quarantine (reason `lake`) since start. */
+  lakeQuarantined: number;
+  /** This replica holds the writer lease (always, with SQLite). */
+  leader: boolean;
 }
+
+/** How long stop() waits for a flush in progress before it interrupts DuckDB (SIGTERM must exit within 10 s). */
+const STOP_WAIT_MS = 5000;
 
 export class LakehouseWriter {
   private timer: NodeJS.Timeout | undefined;
@@ -108,6 +46,12 @@ export class LakehouseWriter {
   private lastFlushAt: number | null = null;
   private lastError: string | null = null;
   private failingSince = 0;
+  /** While a failing micro-batch is being split: at most this many staged batches per flush (0 = no limit). */
+  private narrow = 0;
+  /** …until the cursor passes the failing micro-batch's end. */
+  private suspectHi = 0;
+  /** Quarantines what a staged batch that fails alone cannot store (isolate.ts). */
+  private readonly isolator: Isolator;
   private readonly tmp: string;
   private readonly mFlushes;
   private readonly mSeconds;
@@ -116,6 +60,8 @@ export class LakehouseWriter {
   private readonly mPendingBatches;
   /** Called after each flush is committed (the lake cursor moved): the Blob mirror uploads then. */
   onCommit: (() => void) | undefined;
+  /** This replica writes (holds the lease, and has cleaned up after the previous writer). */
+  private leader = false;
 
   constructor(
     private readonly root: string,
@@ -124,24 +70,60 @@ export class LakehouseWriter {
     private readonly duck: Duck,
     private readonly log: Logger,
     registry: Registry,
+    /**
+     * One writer across replicas (PostgreSQL: a session advisory lock; SQLite: always held). A
+     * replica that takes it over first removes what an unfinished flush of the previous one left.
+     */
+    private readonly lease?: Lease,
   ) {
     this.tmp = join(root, '_tmp');
     this.mFlushes = counter(registry, 'edgetwin_cloud_lake_flushes_total', 'Lakehouse micro-batch flushes, by result', ['result']);
-    this.mSeconds = histogram(registry, 'edgetwin_cloud_lake_flush_seconds', 'Duration of one lakehouse flush', [], [0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30]);
+    this.mSeconds = histogram(
+      registry,
+      'edgetwin_cloud_lake_flush_seconds',
+      'Duration of one lakehouse flush',
+      [],
+      [0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30],
+    );
     this.mRows = counter(registry, 'edgetwin_cloud_lake_batches_written_total', 'Staged batches written to the lakehouse');
     this.mPendingBytes = gauge(registry, 'edgetwin_cloud_lake_pending_bytes', 'Staged bytes not yet in the lakehouse');
     this.mPendingBatches = gauge(registry, 'edgetwin_cloud_lake_pending_batches', 'Staged batches not yet in the lakehouse');
+    this.isolator = new Isolator(root, staging, log, registry, (b) => this.probe(b));
   }
 
-  /** Removes what an interrupted flush left behind, then flushes on a timer. */
+  /** Flushes on a timer; the first flush as the lease holder removes what an interrupted flush left behind. */
   start(): void {
-    this.recover();
+    // SQLite (one process, always the writer): clean up at once, before anything reads the lake.
+    if (!this.staging.shared && (!this.lease || this.lease.held)) {
+      this.recover();
+      this.leader = true;
+    }
     this.schedule();
+  }
+
+  /** Whether this replica may write now; on taking the lease, cleans up after the previous writer. */
+  private async mayWrite(): Promise<boolean> {
+    if (this.lease && !this.lease.held) {
+      if (this.leader) this.log.warn('lakehouse writer lease lost: another replica writes now');
+      this.leader = false;
+      // Not writing, but the pending figures (ingest backpressure) and the cursor (queries) follow the leader's.
+      if (this.staging.shared) await this.staging.refresh();
+      return false;
+    }
+    if (this.staging.shared || !this.leader) await this.staging.refresh();
+    if (!this.leader) {
+      this.recover();
+      this.leader = true;
+      if (this.lease && this.staging.shared)
+        this.log.info({ cursor: this.staging.cursor() }, 'lakehouse writer lease taken: this replica writes');
+    }
+    return true;
   }
 
   private recover(): void {
     // Only the writer's own leftovers: a concurrent `edgetwin cloud compact` keeps its files here too.
-    for (const d of existsSync(this.tmp) ? readdirSync(this.tmp) : []) if (d.startsWith('flush-')) rmSync(join(this.tmp, d), { recursive: true, force: true });
+    for (const d of existsSync(this.tmp) ? readdirSync(this.tmp) : [])
+      if (d.startsWith('flush-')) rmSync(join(this.tmp, d), { recursive: true, force: true });
     this.removeUncommitted();
   }
 
@@ -180,6 +162,15 @@ export class LakehouseWriter {
   }
 
   private async flushAll(): Promise<void> {
+    try {
+      if (!(await this.mayWrite())) return;
+    } catch (err) {
+      // The store or the lake folder cannot be read now (database down, broken scratch space): the next flush retries.
+      this.lastError = errorMessage(err);
+      if (this.failingSince === 0) this.failingSince = Date.now();
+      this.log.debug({ err }, 'lakehouse writer: cannot start a flush; next one retries');
+      return;
+    }
     while (this.staging.pendingBatches > 0) {
       if (!(await this.flushOnce())) break;
     }
@@ -188,14 +179,15 @@ export class LakehouseWriter {
   }
 
   private async flushOnce(): Promise<boolean> {
-    const batches = this.staging.take(this.cfg.flushMaxBytes);
+    let batches = await this.staging.take(this.cfg.flushMaxBytes);
+    if (this.narrow > 0 && batches.length > this.narrow) batches = batches.slice(0, this.narrow);
     if (batches.length === 0) return false;
     const lo = batches[0]!.id;
     const hi = batches[batches.length - 1]!.id;
     const end = this.mSeconds.startTimer();
     try {
       await this.write(batches, lo, hi);
-      this.staging.release(hi);
+      await this.staging.release(hi);
       this.onCommit?.();
       this.mFlushes.inc({ result: 'ok' });
       this.mRows.inc(batches.length);
@@ -203,8 +195,16 @@ export class LakehouseWriter {
       if (this.failingSince !== 0) this.log.info({ failedMs: Date.now() - this.failingSince }, 'lakehouse writes recovered');
       this.failingSince = 0;
       this.lastError = null;
+      if (this.narrow > 0 && hi >= this.suspectHi) this.narrow = 0;
+      this.isolator.written(batches);
       return true;
     } catch (err) {
+      if (err instanceof CursorMoved) {
+        // Another replica took the lease: its cursor rules, and files above ours may be its own.
+        this.leader = false;
+        this.log.warn({ lo, hi }, 'lakehouse writer: another replica moved the cursor; this one stops writing');
+        return false;
+      }
       this.mFlushes.inc({ result: 'error' });
       this.lastError = errorMessage(err);
       const first = this.failingSince === 0;
@@ -217,9 +217,32 @@ export class LakehouseWriter {
         // retried with the next flush; start-up removes them in any case
       }
       this.log[first ? 'error' : 'debug']({ code: ErrorCodes.LAKEHOUSE, lo, hi, err: this.lastError }, 'lakehouse flush failed; retrying');
-      return false;
+      if (this.stopped || !isDataError(err)) return false;
+      // Something in the data: halve the micro-batch until the failing staged batch stands alone,
+      // writing the good halves on the way (every site's history keeps moving), then isolate its rows.
+      if (batches.length > 1) {
+        this.narrow = Math.ceil(batches.length / 2);
+        this.suspectHi = Math.max(this.suspectHi, hi);
+        this.log.warn({ code: ErrorCodes.LAKEHOUSE, lo, hi, next: this.narrow }, 'lakehouse micro-batch failed on its data: splitting it');
+        return true;
+      }
+      return this.isolator.handle(batches[0]!, this.lastError);
     } finally {
       end();
+    }
+  }
+
+  /** Writes one batch to a scratch folder as a flush would; the error, or undefined. */
+  private async probe(b: StagedBatch): Promise<string | undefined> {
+    const dir = join(this.tmp, `probe-${b.id}`);
+    rmSync(dir, { recursive: true, force: true });
+    try {
+      await this.writePart(this.duck.writers[0]!, [b], dir, 'probe-{i}');
+      return undefined;
+    } catch (err) {
+      return errorMessage(err);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
     }
   }
 
@@ -234,7 +257,11 @@ export class LakehouseWriter {
     batches.forEach((b, i) => parts[i % conns.length]!.push(b));
     const dir = join(this.tmp, `flush-${lo}-${hi}`);
     rmSync(dir, { recursive: true, force: true });
-    await Promise.all(parts.map((part, k) => (part.length > 0 ? this.writePart(conns[k]!, part, join(dir, String(k)), `part-${lo}-${hi}-${k}{i}`) : undefined)));
+    await Promise.all(
+      parts.map((part, k) =>
+        part.length > 0 ? this.writePart(conns[k]!, part, join(dir, String(k)), `part-${lo}-${hi}-${k}{i}`) : undefined,
+      ),
+    );
     for (let k = 0; k < conns.length; k++) this.publish(join(dir, String(k)), lo, hi);
     rmSync(dir, { recursive: true, force: true });
   }
@@ -290,7 +317,7 @@ export class LakehouseWriter {
   private publish(dir: string, lo: number, hi: number): void {
     const dirs = new Set<string>();
     for (const t of TABLE_NAMES) {
-      for (const file of walk(join(dir, t))) {
+      for (const file of walkParquet(join(dir, t))) {
         const rel = relative(join(dir, t), file); // site=…/date=…/part-lo-hi-i.parquet
         const index = /-(\d+)\.parquet$/.exec(rel)?.[1] ?? '0';
         const target = join(this.root, TABLES[t], dirname(rel), writerFileName(lo, hi, index));
@@ -320,35 +347,38 @@ export class LakehouseWriter {
       pendingBatches: this.staging.pendingBatches,
       pendingBytes: this.staging.pendingBytes,
       lastFlushAt: this.lastFlushAt === null ? null : new Date(this.lastFlushAt).toISOString(),
-      lastError: this.lastError,
+      lastError: publicError(this.lastError),
       failingSinceMs: this.failingSince === 0 ? 0 : Date.now() - this.failingSince,
+      lakeQuarantined: this.isolator.quarantined,
+      leader: this.leader,
     };
   }
 
-  /** Stops the timer and writes what is staged (best effort: what fails stays staged for next start). */
+  /**
+   * Stops the timer and writes what is staged (best effort: what fails stays staged for next start),
+   * waiting at most STOP_WAIT_MS: then DuckDB is interrupted, and what the flush left beyond the
+   * cursor is removed at the next start — shutdown never waits on a writer that fails or hangs.
+   */
   async stop(): Promise<void> {
     this.stopped = true;
     if (this.timer) clearTimeout(this.timer);
     this.timer = undefined;
-    await this.flush();
+    let timer: NodeJS.Timeout | undefined;
+    const done = await Promise.race([
+      this.flush().then(() => true),
+      new Promise<boolean>((resolve) => (timer = setTimeout(() => resolve(false), STOP_WAIT_MS))),
+    ]);
+    clearTimeout(timer);
+    if (done) return;
+    this.log.warn(
+      { code: ErrorCodes.LAKEHOUSE, waitedMs: STOP_WAIT_MS },
+      'lakehouse flush still running at shutdown: interrupted, redone at the next start',
+    );
+    for (const c of this.duck.writers) c.interrupt();
   }
 }
 
 function appendOrNull<T>(a: { appendNull(): void }, v: T | null, append: (v: T) => void): void {
   if (v === null) a.appendNull();
   else append(v);
-}
-
-function* walk(dir: string): Generator<string> {
-  let entries: string[];
-  try {
-    entries = readdirSync(dir);
-  } catch {
-    return;
-  }
-  for (const e of entries) {
-    const p = join(dir, e);
-    if (statSync(p).isDirectory()) yield* walk(p);
-    else if (e.endsWith('.parquet')) yield p;
-  }
 }

@@ -1,7 +1,8 @@
 /**
  * Promotions: "run this model version on these devices" — a site, a device group (a tag, `key` or
  * `key:value`, optionally within a site), or one device. A promotion is carried out by setting the
- * desired property `model` = `{ name, version, sha256 }` of every twin it covers, so the existing
+ * desired property `model` = `{ name, version, sha256 }` (a failure model's: `failureModel`; a device
+ * runs one model of each kind) of every twin it covers, so the existing
  * desired feed brings it to the collectors and devices, and an operator sees it in the twin.
  *
  * When several promotions cover a device the most specific wins (device > site+tag > tag > site),
@@ -12,21 +13,13 @@
  */
 import { isPlainObject } from '../../common/config.js';
 import { EdgetwinError, ErrorCodes } from '../../common/errors.js';
-import type { DesiredModel } from '../../common/model-protocol.js';
-import type { SqliteDb } from '../../common/sqlite.js';
-import type { AuditLog } from '../audit-log.js';
+import { DESIRED_MODEL_KEY, type DesiredModel } from '../../common/wire/model-protocol.js';
+import type { ModelKind } from '../../common/models/manifest.js';
+import type { AuditLog } from '../audit/audit-log.js';
 import type { Principal } from '../auth/tokens.js';
-import type { CloudEvents } from '../events.js';
-import { TAG_KEY, type TwinStore, type TwinView } from '../twin-store.js';
+import type { Queryable, Store, Tx } from '../store/store.js';
+import { TAG_KEY, type TwinStore, type TwinView } from '../twins/twin-store.js';
 import type { ModelRegistry } from './model-registry.js';
-
-const SCHEMA = `
-CREATE TABLE IF NOT EXISTS model_promotions (
-  id INTEGER PRIMARY KEY AUTOINCREMENT, name TEXT NOT NULL, version TEXT NOT NULL, sha256 TEXT NOT NULL,
-  site TEXT, tag TEXT, device TEXT, at INTEGER NOT NULL, by TEXT NOT NULL, withdrawn_at INTEGER, withdrawn_by TEXT
-);
-CREATE TABLE IF NOT EXISTS model_assignments (device TEXT PRIMARY KEY, promotion INTEGER NOT NULL) WITHOUT ROWID;
-`;
 
 export interface PromotionTarget {
   site?: string | undefined;
@@ -37,6 +30,7 @@ export interface PromotionTarget {
 export interface Promotion {
   id: number;
   name: string;
+  kind: ModelKind;
   version: string;
   sha256: string;
   site: string | null;
@@ -60,11 +54,13 @@ interface Row {
   by: string;
   withdrawn_at: number | null;
   withdrawn_by: string | null;
+  kind: ModelKind;
 }
 
 const toPromotion = (r: Row): Promotion => ({
   id: r.id,
   name: r.name,
+  kind: r.kind,
   version: r.version,
   sha256: r.sha256,
   site: r.site,
@@ -93,158 +89,192 @@ function covers(p: Row, t: TwinView): boolean {
 
 const desiredOf = (p: Row): DesiredModel => ({ name: p.name, version: p.version, sha256: p.sha256 });
 /** Whether a twin's desired `model` names this promotion's model (other keys in it do not matter to agents). */
-const names = (v: Record<string, unknown> | undefined, p: Row): boolean => v !== undefined && v['name'] === p.name && v['version'] === p.version && v['sha256'] === p.sha256;
-
-interface DesiredChanged {
-  device: string;
-  site: string;
-  version: number;
-  patch: Record<string, unknown>;
-}
+const names = (v: Record<string, unknown> | undefined, p: Row): boolean =>
+  v !== undefined && v['name'] === p.name && v['version'] === p.version && v['sha256'] === p.sha256;
 
 export class ModelPromotions {
   constructor(
-    private readonly db: SqliteDb,
+    private readonly store: Store,
     private readonly twins: TwinStore,
     private readonly registry: ModelRegistry,
     private readonly audit: AuditLog,
-    private readonly events: CloudEvents,
-  ) {
-    db.exec(SCHEMA);
-  }
+  ) {}
 
   /** Records a promotion and applies it at once; answers it and the devices whose desired `model` changed. */
-  promote(name: string, version: string, target: PromotionTarget, who: Principal): { promotion: Promotion; devices: string[] } {
-    const model = this.registry.get(name, version);
-    const t = this.checkTarget(target, who);
-    return this.changeThenReconcile(() => {
+  async promote(
+    name: string,
+    version: string,
+    target: PromotionTarget,
+    who: Principal,
+  ): Promise<{ promotion: Promotion; devices: string[] }> {
+    const model = await this.registry.get(name, version);
+    // The target comes scoped from the route (cloud/auth/site-policy.ts, scopedPromotionTarget).
+    const t = await this.checkTarget(target);
+    return this.changeThenReconcile(async (tx) => {
       const at = Date.now();
-      const id = Number(
-        this.db
-          .prepare('INSERT INTO model_promotions (name, version, sha256, site, tag, device, at, by) VALUES (?, ?, ?, ?, ?, ?, ?, ?)')
-          .run(name, version, model.sha256, t.site ?? null, t.tag ?? null, t.device ?? null, at, who.name).lastInsertRowid,
+      const id = (await tx.get<{ id: number }>(
+        'INSERT INTO model_promotions (name, version, sha256, site, tag, device, at, by, kind) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id',
+        [name, version, model.sha256, t.site ?? null, t.tag ?? null, t.device ?? null, at, who.name, model.kind],
+      ))!.id;
+      await this.audit.record(
+        tx,
+        who,
+        'model.promote',
+        { site: t.site ?? null, device: t.device ?? null },
+        { id, name, version, kind: model.kind, sha256: model.sha256, ...t },
+        at,
       );
-      this.audit.record(who, 'model.promote', { site: t.site ?? null, device: t.device ?? null }, { id, name, version, sha256: model.sha256, ...t }, at);
       return id;
     });
   }
 
   /** Withdraws a promotion; its devices fall back to the next promotion covering them, or to their own model. */
-  withdraw(id: number, who: Principal): { promotion: Promotion; devices: string[] } {
-    const row = this.row(id);
+  async withdraw(id: number, who: Principal): Promise<{ promotion: Promotion; devices: string[] }> {
+    // Whether `who` may withdraw it is the route's to check (cloud/auth/site-policy.ts).
+    const row = await this.row(this.store, id);
     if (!row) throw new EdgetwinError(ErrorCodes.NOT_FOUND, `no promotion ${id}`);
-    if (who.site !== null && row.site !== who.site) throw new EdgetwinError(ErrorCodes.FORBIDDEN, `token is scoped to site ${who.site}; promotion ${id} is not`);
-    return this.changeThenReconcile(() => {
-      if (row.withdrawn_at === null) {
-        const at = Date.now();
-        this.db.prepare('UPDATE model_promotions SET withdrawn_at = ?, withdrawn_by = ? WHERE id = ?').run(at, who.name, id);
-        this.audit.record(who, 'model.withdraw', { site: row.site, device: row.device }, { id, name: row.name, version: row.version }, at);
-      }
+    return this.changeThenReconcile(async (tx) => {
+      const r = await tx.run('UPDATE model_promotions SET withdrawn_at = ?, withdrawn_by = ? WHERE id = ? AND withdrawn_at IS NULL', [
+        Date.now(),
+        who.name,
+        id,
+      ]);
+      if (r.changes > 0)
+        await this.audit.record(
+          tx,
+          who,
+          'model.withdraw',
+          { site: row.site, device: row.device },
+          { id, name: row.name, version: row.version },
+        );
       return id;
     });
   }
 
   /** Active promotions (all, or those that can cover devices of `site`); with `withdrawn`, the withdrawn ones too. */
-  list(site?: string, withdrawn = false): Promotion[] {
-    const rows = this.db.prepare<[], Row>(`SELECT * FROM model_promotions ${withdrawn ? '' : 'WHERE withdrawn_at IS NULL'} ORDER BY id`).all();
-    return rows.filter((r) => site === undefined || this.inSite(r, site)).map(toPromotion);
+  async list(site?: string, withdrawn = false): Promise<Promotion[]> {
+    const rows = await this.store.all<Row>(`SELECT * FROM model_promotions ${withdrawn ? '' : 'WHERE withdrawn_at IS NULL'} ORDER BY id`);
+    const out: Promotion[] = [];
+    for (const r of rows) if (site === undefined || (await this.inSite(r, site))) out.push(toPromotion(r));
+    return out;
   }
 
-  private inSite(r: Row, site: string): boolean {
+  private async inSite(r: Row, site: string): Promise<boolean> {
     if (r.site !== null) return r.site === site;
-    return r.device === null || this.twins.siteOf(r.device) === site;
+    return r.device === null || (await this.twins.siteOf(r.device)) === site;
   }
 
   /** Sets desired `model` wherever the promotions say it differs; answers the devices changed. */
-  reconcile(): string[] {
-    return this.published(this.db.transaction(() => this.reconcileInTx())());
+  reconcile(): Promise<string[]> {
+    return this.store.tx((tx) => this.reconcileInTx(tx));
   }
 
   /** Desired patches are made as the system (a promotion may cover twins its promoter's token cannot write); the promotion itself is audited with its promoter. */
-  private reconcileInTx(): DesiredChanged[] {
-    const who = SYSTEM;
-    const changed: DesiredChanged[] = [];
-    const active = this.db.prepare<[], Row>('SELECT * FROM model_promotions WHERE withdrawn_at IS NULL').all();
-    const assigned = new Map(this.db.prepare<[], { device: string; promotion: number }>('SELECT * FROM model_assignments').all().map((a) => [a.device, a.promotion]));
-    const candidates = new Map<string, TwinView>();
-    for (const p of active) for (const t of this.twinsOf(p)) candidates.set(t.deviceId, t);
-    for (const device of assigned.keys()) {
-      const t = candidates.has(device) ? undefined : this.twins.getTwin(device);
-      if (t) candidates.set(device, t);
-    }
-    for (const t of candidates.values()) {
-      const best = active.filter((p) => covers(p, t)).sort((a, b) => specificity(b) - specificity(a) || b.id - a.id)[0];
-      const current = isPlainObject(t.desired['model']) ? t.desired['model'] : undefined;
-      const was = assigned.get(t.deviceId);
-      let patch: Record<string, unknown> | undefined;
-      if (best) {
-        if (!names(current, best)) patch = { model: desiredOf(best) };
-        this.db.prepare('INSERT INTO model_assignments (device, promotion) VALUES (?, ?) ON CONFLICT(device) DO UPDATE SET promotion = excluded.promotion').run(t.deviceId, best.id);
-      } else if (was !== undefined) {
-        // Only undo what a promotion set: a value an operator put in by hand since then stays.
-        const old = this.row(was);
-        if (old && names(current, old)) patch = { model: null };
-        this.db.prepare('DELETE FROM model_assignments WHERE device = ?').run(t.deviceId);
-      }
-      if (!patch) continue;
-      const r = this.twins.patchDesired(t.deviceId, patch, '*', who);
-      if (r.changed) changed.push({ device: t.deviceId, site: r.site, version: r.version, patch });
+  private async reconcileInTx(tx: Tx): Promise<string[]> {
+    // One desired patch per device for both kinds: one version bump, one change event.
+    const patches = new Map<string, Record<string, unknown>>();
+    for (const kind of ['anomaly', 'failure'] as const) await this.reconcileKind(tx, kind, patches);
+    const changed: string[] = [];
+    for (const [device, patch] of patches) {
+      // The desired change (and its `desired` change-feed row, by the system) commits with this transaction.
+      const r = await this.twins.patchDesired(device, patch, '*', SYSTEM, tx);
+      if (r.changed) changed.push(device);
     }
     return changed;
   }
 
-  /** Publishes desired events once their transaction has committed, as the twin API does. */
-  private published(changed: DesiredChanged[]): string[] {
-    for (const c of changed) this.events.publish('desired', c.site, c.device, { version: c.version, patch: c.patch, by: SYSTEM.name });
-    return changed.map((c) => c.device);
-  }
-
-  private changeThenReconcile(change: () => number): { promotion: Promotion; devices: string[] } {
-    // One transaction: the promotion and the desired changes it makes commit together.
-    const { id, changed } = this.db.transaction(() => {
-      const id = change();
-      return { id, changed: this.reconcileInTx() };
-    })();
-    return { promotion: toPromotion(this.row(id)!), devices: this.published(changed) };
-  }
-
-  private *twinsOf(p: Row): Generator<TwinView> {
-    if (p.device !== null) {
-      const t = this.twins.getTwin(p.device);
-      if (t) yield t;
-      return;
+  /** The desired value of one kind's key (`model`, `failureModel`) on every twin its promotions cover or covered. */
+  private async reconcileKind(tx: Tx, kind: ModelKind, patches: Map<string, Record<string, unknown>>): Promise<void> {
+    const key = DESIRED_MODEL_KEY[kind];
+    const active = await tx.all<Row>('SELECT * FROM model_promotions WHERE withdrawn_at IS NULL AND kind = ?', [kind]);
+    const assigned = new Map(
+      (
+        await tx.all<{ device: string; promotion: number }>('SELECT device, promotion FROM model_kind_assignments WHERE kind = ?', [kind])
+      ).map((a) => [a.device, a.promotion]),
+    );
+    const candidates = new Map<string, TwinView>();
+    for (const p of active) for (const t of await this.twinsOf(tx, p)) candidates.set(t.deviceId, t);
+    for (const device of assigned.keys()) {
+      const t = candidates.has(device) ? undefined : await this.twinOf(tx, device);
+      if (t) candidates.set(device, t);
     }
+    for (const t of candidates.values()) {
+      const best = active.filter((p) => covers(p, t)).sort((a, b) => specificity(b) - specificity(a) || b.id - a.id)[0];
+      const current = isPlainObject(t.desired[key]) ? t.desired[key] : undefined;
+      const was = assigned.get(t.deviceId);
+      let value: DesiredModel | null | undefined;
+      if (best) {
+        if (!names(current, best)) value = desiredOf(best);
+        await tx.run(
+          'INSERT INTO model_kind_assignments (device, kind, promotion) VALUES (?, ?, ?) ON CONFLICT (device, kind) DO UPDATE SET promotion = excluded.promotion',
+          [t.deviceId, kind, best.id],
+        );
+      } else if (was !== undefined) {
+        // Only undo what a promotion set: a value an operator put in by hand since then stays.
+        const old = await this.row(tx, was);
+        if (old && names(current, old)) value = null;
+        await tx.run('DELETE FROM model_kind_assignments WHERE device = ? AND kind = ?', [t.deviceId, kind]);
+      }
+      if (value !== undefined) patches.set(t.deviceId, { ...patches.get(t.deviceId), [key]: value });
+    }
+  }
+
+  private async changeThenReconcile(change: (tx: Tx) => Promise<number>): Promise<{ promotion: Promotion; devices: string[] }> {
+    // One transaction: the promotion and the desired changes it makes commit together.
+    return this.store.tx(async (tx) => {
+      const id = await change(tx);
+      const devices = await this.reconcileInTx(tx);
+      return { promotion: toPromotion((await this.row(tx, id))!), devices };
+    });
+  }
+
+  private async twinOf(tx: Tx, device: string): Promise<TwinView | undefined> {
+    return (await this.twins.listTwins({ device, limit: 1 }, tx)).items[0];
+  }
+
+  private async twinsOf(tx: Tx, p: Row): Promise<TwinView[]> {
+    if (p.device !== null) {
+      const t = await this.twinOf(tx, p.device);
+      return t ? [t] : [];
+    }
+    const out: TwinView[] = [];
     let after: string | undefined;
     for (;;) {
-      const page = this.twins.listTwins({ site: p.site ?? undefined, tags: p.tag === null ? undefined : [p.tag], after, limit: PAGE });
-      yield* page.items;
-      if (page.next === null) return;
+      const page = await this.twins.listTwins(
+        { site: p.site ?? undefined, tags: p.tag === null ? undefined : [p.tag], after, limit: PAGE },
+        tx,
+      );
+      out.push(...page.items);
+      if (page.next === null) return out;
       after = page.next;
     }
   }
 
-  private checkTarget(target: PromotionTarget, who: Principal): PromotionTarget {
+  private async checkTarget(target: PromotionTarget): Promise<PromotionTarget> {
     const t: PromotionTarget = { ...target };
-    if (t.site === undefined && t.tag === undefined && t.device === undefined) throw new EdgetwinError(ErrorCodes.BAD_REQUEST, 'a promotion needs a site, a tag or a device');
+    if (t.site === undefined && t.tag === undefined && t.device === undefined)
+      throw new EdgetwinError(ErrorCodes.BAD_REQUEST, 'a promotion needs a site, a tag or a device');
     if (t.tag !== undefined) {
       const key = t.tag.split(':', 1)[0]!;
       if (!TAG_KEY.test(key)) throw new EdgetwinError(ErrorCodes.BAD_REQUEST, `tag "${t.tag}": key must match ${TAG_KEY.source}`);
     }
     if (t.device !== undefined) {
-      const site = this.twins.siteOf(t.device);
+      const site = await this.twins.siteOf(t.device);
       if (site === undefined) throw new EdgetwinError(ErrorCodes.NOT_FOUND, `no twin for device ${t.device}`);
-      if (t.site !== undefined && t.site !== site) throw new EdgetwinError(ErrorCodes.BAD_REQUEST, `device ${t.device} is in site ${site}, not ${t.site}`);
+      if (t.site !== undefined && t.site !== site)
+        throw new EdgetwinError(ErrorCodes.BAD_REQUEST, `device ${t.device} is in site ${site}, not ${t.site}`);
       t.site = site;
-    }
-    if (who.site !== null) {
-      // A site-scoped operator promotes within that site only.
-      if (t.site !== undefined && t.site !== who.site) throw new EdgetwinError(ErrorCodes.FORBIDDEN, `token is scoped to site ${who.site}, not ${t.site}`);
-      t.site = who.site;
     }
     return t;
   }
 
-  private row(id: number): Row | undefined {
-    return this.db.prepare<[number], Row>('SELECT * FROM model_promotions WHERE id = ?').get(id);
+  /** One promotion, withdrawn or not. */
+  async get(id: number): Promise<Promotion | undefined> {
+    const r = await this.row(this.store, id);
+    return r ? toPromotion(r) : undefined;
+  }
+
+  private row(q: Queryable, id: number): Promise<Row | undefined> {
+    return q.get<Row>('SELECT * FROM model_promotions WHERE id = ?', [id]);
   }
 }

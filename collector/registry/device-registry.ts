@@ -14,7 +14,7 @@ import { dirname } from 'node:path';
 import { randomBytes, scrypt as scryptCb, timingSafeEqual, type ScryptOptions } from 'node:crypto';
 import { EdgetwinError, ErrorCodes } from '../../common/errors.js';
 import type { Logger } from '../../common/log.js';
-import { DEVICE_ID_PATTERN } from '../../common/record.js';
+import { DEVICE_ID_PATTERN } from '../../common/wire/record.js';
 import { MetaStore, openDatabase, type SqliteDb } from '../../common/sqlite.js';
 
 export type DeviceCredential = 'sas' | 'password' | 'x509';
@@ -87,21 +87,35 @@ export class DeviceRegistry {
   private readonly getStmt;
   private readonly genStmt;
 
-  constructor(readonly path: string, log?: Logger) {
+  constructor(
+    readonly path: string,
+    log?: Logger,
+  ) {
     createPrivate(path);
     this.db = openDatabase({ path, synchronous: 'full', log, schema: SCHEMA }).db;
     chmodSync(path, 0o600);
     this.meta = new MetaStore(this.db);
-    this.getStmt = this.db.prepare<[string], { id: string; credential: DeviceCredential; key: string | null; password_hash: string | null; status: 'active' | 'revoked'; created_at: number; revoked_at: number | null }>(
-      'SELECT * FROM devices WHERE id = ?',
-    );
+    this.getStmt = this.db.prepare<
+      [string],
+      {
+        id: string;
+        credential: DeviceCredential;
+        key: string | null;
+        password_hash: string | null;
+        status: 'active' | 'revoked';
+        created_at: number;
+        revoked_at: number | null;
+      }
+    >('SELECT * FROM devices WHERE id = ?');
     this.genStmt = this.db.prepare<[], { v: number }>("SELECT v FROM meta WHERE k = 'generation'");
   }
 
   async add(id: string, credential: DeviceCredential, password?: string): Promise<AddedDevice> {
-    if (!deviceIdRe.test(id)) throw new EdgetwinError(ErrorCodes.USAGE, `device id "${id}" does not follow IoT Hub's rules (${DEVICE_ID_PATTERN})`);
+    if (!deviceIdRe.test(id))
+      throw new EdgetwinError(ErrorCodes.USAGE, `device id "${id}" does not follow IoT Hub's rules (${DEVICE_ID_PATTERN})`);
     const existing = this.get(id);
-    if (existing?.status === 'active') throw new EdgetwinError(ErrorCodes.USAGE, `device "${id}" already exists; revoke it first to replace its credential`);
+    if (existing?.status === 'active')
+      throw new EdgetwinError(ErrorCodes.USAGE, `device "${id}" already exists; revoke it first to replace its credential`);
     const out: AddedDevice = { id, credential };
     let key: string | null = null;
     let hash: string | null = null;
@@ -112,7 +126,9 @@ export class DeviceRegistry {
     }
     this.change(() =>
       this.db
-        .prepare('INSERT OR REPLACE INTO devices (id, credential, key, password_hash, status, created_at, revoked_at) VALUES (?, ?, ?, ?, ?, ?, NULL)')
+        .prepare(
+          'INSERT OR REPLACE INTO devices (id, credential, key, password_hash, status, created_at, revoked_at) VALUES (?, ?, ?, ?, ?, ?, NULL)',
+        )
         .run(id, credential, key, hash, 'active', Date.now()),
     );
     return out;
@@ -121,7 +137,11 @@ export class DeviceRegistry {
   /** Returns false when there was no active device of that id. */
   revoke(id: string): boolean {
     return this.change(() => {
-      const r = this.db.prepare("UPDATE devices SET status = 'revoked', revoked_at = ?, key = NULL, password_hash = NULL WHERE id = ? AND status = 'active'").run(Date.now(), id);
+      const r = this.db
+        .prepare(
+          "UPDATE devices SET status = 'revoked', revoked_at = ?, key = NULL, password_hash = NULL WHERE id = ? AND status = 'active'",
+        )
+        .run(Date.now(), id);
       return r.changes > 0;
     });
   }
@@ -137,7 +157,15 @@ export class DeviceRegistry {
   get(id: string): DeviceRecord | undefined {
     const r = this.getStmt.get(id);
     if (!r) return undefined;
-    return { id: r.id, credential: r.credential, key: r.key, passwordHash: r.password_hash, status: r.status, createdAt: r.created_at, revokedAt: r.revoked_at };
+    return {
+      id: r.id,
+      credential: r.credential,
+      key: r.key,
+      passwordHash: r.password_hash,
+      status: r.status,
+      createdAt: r.created_at,
+      revokedAt: r.revoked_at,
+    };
   }
 
   isActive(id: string): boolean {
@@ -146,9 +174,10 @@ export class DeviceRegistry {
 
   list(): DeviceSummary[] {
     return this.db
-      .prepare<[], { id: string; credential: DeviceCredential; status: 'active' | 'revoked'; created_at: number; revoked_at: number | null }>(
-        'SELECT id, credential, status, created_at, revoked_at FROM devices ORDER BY id',
-      )
+      .prepare<
+        [],
+        { id: string; credential: DeviceCredential; status: 'active' | 'revoked'; created_at: number; revoked_at: number | null }
+      >('SELECT id, credential, status, created_at, revoked_at FROM devices ORDER BY id')
       .all()
       .map((r) => ({ id: r.id, credential: r.credential, status: r.status, createdAt: r.created_at, revokedAt: r.revoked_at }));
   }

@@ -3,18 +3,32 @@
  * a password checked against its scrypt hash, or a verified TLS client certificate whose CN is
  * the device id. The reason for a refusal goes to logs and metrics, never to the client.
  */
+import { randomBytes } from 'node:crypto';
 import { isEdgetwinError } from '../../common/errors.js';
 import { verifySasToken } from '../../common/sas-token.js';
-import { refused, type AuthContext, type Authenticated, type DeviceAuthenticator } from '../auth.js';
-import { verifyPassword, type DeviceRegistry } from './device-registry.js';
+import { refused, type AuthContext, type Authenticated, type DeviceAuthenticator } from '../broker/auth.js';
+import { hashPassword, verifyPassword, type DeviceRegistry } from './device-registry.js';
 
 export class RegistryAuthenticator implements DeviceAuthenticator {
-  constructor(private readonly registry: DeviceRegistry, private readonly now: () => number = Date.now) {}
+  constructor(
+    private readonly registry: DeviceRegistry,
+    private readonly now: () => number = Date.now,
+  ) {}
 
-  async authenticate(clientId: string, _username: string | undefined, password: Buffer | undefined, ctx?: AuthContext): Promise<Authenticated> {
+  async authenticate(
+    clientId: string,
+    _username: string | undefined,
+    password: Buffer | undefined,
+    ctx?: AuthContext,
+  ): Promise<Authenticated> {
     const dev = this.registry.get(clientId);
-    if (!dev) throw refused('unknown_device', `device ${clientId} is not in the registry`);
-    if (dev.status !== 'active') throw refused('revoked', `device ${clientId} is revoked`);
+    if (!dev || dev.status !== 'active') {
+      // As slow as a wrong password would be: the time to refuse must not tell which ids exist.
+      await this.spendLikeAPassword(password);
+      throw dev
+        ? refused('revoked', `device ${clientId} is revoked`)
+        : refused('unknown_device', `device ${clientId} is not in the registry`);
+    }
     switch (dev.credential) {
       case 'sas': {
         if (!password?.length || !dev.key) throw refused('no_credential', 'no SAS token given');
@@ -33,9 +47,18 @@ export class RegistryAuthenticator implements DeviceAuthenticator {
         if (!this.registry.isActive(clientId)) throw refused('revoked', `device ${clientId} is revoked`);
         return { device: clientId };
       case 'x509':
-        if (!ctx?.tls?.authorized || ctx.tls.cn !== clientId) throw refused('certificate', 'no verified client certificate with CN = device id');
+        if (!ctx?.tls?.authorized || ctx.tls.cn !== clientId)
+          throw refused('certificate', 'no verified client certificate with CN = device id');
         return { device: clientId };
     }
+  }
+
+  private dummyHash: Promise<string> | undefined;
+
+  private async spendLikeAPassword(password: Buffer | undefined): Promise<void> {
+    if (!password?.length || password.subarray(0, 22).toString('latin1') === 'SharedAccessSignature ') return;
+    this.dummyHash ??= hashPassword(randomBytes(16).toString('hex'));
+    await verifyPassword(password.toString('utf8'), await this.dummyHash);
   }
 
   generation(): number {

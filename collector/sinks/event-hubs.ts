@@ -9,50 +9,22 @@
  */
 import type { EventData, EventDataBatch, EventHubProducerClient } from '@azure/event-hubs';
 import type { TokenCredential } from '@azure/identity';
-import type { EdgetwinError } from '../../common/errors.js';
-import { ErrorCodes, errorMessage } from '../../common/errors.js';
-import { RetryableSinkError, type Sink, type SinkBatch, type SinkWriteResult, type SpooledMessage } from '../sink.js';
+import Type, { type Static } from 'typebox';
+import { Section } from '../../common/config.js';
+import { ErrorCodes, errorMessage, RetryableSinkError } from '../../common/errors.js';
+import { eventHubsConnectionProperties } from '../../common/event-hubs-config.js';
+import type { Sink, SinkBatch, SinkWriteResult, SpooledMessage } from './sink.js';
 
-export interface EventHubsSinkConfig {
-  enabled: boolean;
-  /** `Endpoint=sb://…;SharedAccessKeyName=…;SharedAccessKey=…;EntityPath=…` — set it from EDGETWIN_EVENTHUBS_CONNECTION_STRING. */
-  connectionString?: string;
-  /** Entra ID instead of a connection string: e.g. `myns.servicebus.windows.net`, with DefaultAzureCredential. */
-  fullyQualifiedNamespace?: string;
-  /** Required with fullyQualifiedNamespace; overrides EntityPath otherwise. */
-  eventHubName?: string;
+export const eventHubsSinkConfigSchema = Section({
+  enabled: Type.Boolean({ default: false }),
+  // connectionString | fullyQualifiedNamespace (+ eventHubName): the rules shared with the cloud's consumer.
+  ...eventHubsConnectionProperties,
   /** Cap on one AMQP batch; defaults to what the hub allows (the sender link's max message size). */
-  maxBatchBytes?: number;
+  maxBatchBytes: Type.Optional(Type.Integer({ minimum: 1024 })),
   /** One send attempt; the SinkRunner owns retries. */
-  timeoutMs: number;
-}
-
-export const eventHubsSinkDefaults: EventHubsSinkConfig = { enabled: false, timeoutMs: 30_000 };
-
-export const eventHubsSinkConfigSchema = {
-  type: 'object',
-  additionalProperties: false,
-  properties: {
-    enabled: { type: 'boolean' },
-    connectionString: { type: 'string', pattern: '^Endpoint=sb://' },
-    fullyQualifiedNamespace: { type: 'string', minLength: 1 },
-    eventHubName: { type: 'string', minLength: 1 },
-    maxBatchBytes: { type: 'integer', minimum: 1024 },
-    timeoutMs: { type: 'integer', minimum: 100 },
-  },
-} as const;
-
-export function checkEventHubsSinkConfig(cfg: EventHubsSinkConfig, at: string, fail: (key: string, msg: string) => EdgetwinError): void {
-  if (!cfg.enabled) return;
-  if (cfg.connectionString && cfg.fullyQualifiedNamespace) throw fail(`${at}.fullyQualifiedNamespace`, 'cannot be set together with connectionString');
-  if (!cfg.connectionString && !cfg.fullyQualifiedNamespace) {
-    throw fail(`${at}.connectionString`, 'or fullyQualifiedNamespace (Entra ID) is required when the Event Hubs sink is enabled');
-  }
-  if (cfg.fullyQualifiedNamespace && !cfg.eventHubName) throw fail(`${at}.eventHubName`, 'is required with fullyQualifiedNamespace');
-  if (cfg.connectionString && !cfg.eventHubName && !/;EntityPath=[^;]+/.test(cfg.connectionString)) {
-    throw fail(`${at}.eventHubName`, 'is required when the connection string has no EntityPath');
-  }
-}
+  timeoutMs: Type.Integer({ minimum: 100, default: 30_000 }),
+});
+export type EventHubsSinkConfig = Static<typeof eventHubsSinkConfigSchema>;
 
 export interface EventHubsSinkDeps {
   /** Replaces DefaultAzureCredential (tests; or a credential the host application already has). */
@@ -65,7 +37,10 @@ export class EventHubsSink implements Sink {
   /** Chunks of a batch already sent, so a retry of the same batch id resends only what failed. */
   private readonly sentChunks = new Map<string, Set<string>>();
 
-  constructor(private readonly cfg: EventHubsSinkConfig, private readonly deps: EventHubsSinkDeps = {}) {}
+  constructor(
+    private readonly cfg: EventHubsSinkConfig,
+    private readonly deps: EventHubsSinkDeps = {},
+  ) {}
 
   async connect(): Promise<void> {
     if (this.client) return;
@@ -135,7 +110,11 @@ export class EventHubsSink implements Sink {
         await flush();
         if (current.tryAdd(event)) continue;
       }
-      rejected.push({ id: m.id, code: ErrorCodes.PAYLOAD_TOO_LARGE, message: `message of ${Buffer.byteLength(m.payload)} bytes exceeds the hub's batch size ${current.maxSizeInBytes}` });
+      rejected.push({
+        id: m.id,
+        code: ErrorCodes.PAYLOAD_TOO_LARGE,
+        message: `message of ${Buffer.byteLength(m.payload)} bytes exceeds the hub's batch size ${current.maxSizeInBytes}`,
+      });
     }
     if (current.count > 0) await flush();
   }

@@ -7,33 +7,22 @@
 import { mkdirSync, readdirSync, renameSync, statSync, truncateSync, openSync, readSync, closeSync } from 'node:fs';
 import { open, type FileHandle } from 'node:fs/promises';
 import { join } from 'node:path';
-import type { Sink, SinkBatch, SinkWriteResult } from '../sink.js';
+import Type, { type Static } from 'typebox';
+import { Section } from '../../common/config.js';
+import type { Sink, SinkBatch, SinkWriteResult } from './sink.js';
 
-export interface FileSinkConfig {
-  enabled: boolean;
+export const fileSinkConfigSchema = Section({
+  enabled: Type.Boolean({ default: false }),
   /** Defaults to <stateDir>/outbound. */
-  dir?: string;
+  dir: Type.Optional(Type.String({ minLength: 1 })),
   /** Start a new file once the current one reaches this size. */
-  maxFileBytes: number;
+  maxFileBytes: Type.Integer({ minimum: 1024, default: 64 * 1024 * 1024 }),
   /** …or once it is this old (checked at each write and every minute). */
-  maxFileAgeMs: number;
+  maxFileAgeMs: Type.Integer({ minimum: 1000, default: 3_600_000 }),
   /** fsync after every batch: the runner moves its cursor only after write() resolves. */
-  fsync: boolean;
-}
-
-export const fileSinkDefaults: FileSinkConfig = { enabled: false, maxFileBytes: 64 * 1024 * 1024, maxFileAgeMs: 3_600_000, fsync: true };
-
-export const fileSinkConfigSchema = {
-  type: 'object',
-  additionalProperties: false,
-  properties: {
-    enabled: { type: 'boolean' },
-    dir: { type: 'string', minLength: 1 },
-    maxFileBytes: { type: 'integer', minimum: 1024 },
-    maxFileAgeMs: { type: 'integer', minimum: 1000 },
-    fsync: { type: 'boolean' },
-  },
-} as const;
+  fsync: Type.Boolean({ default: true }),
+});
+export type FileSinkConfig = Static<typeof fileSinkConfigSchema>;
 
 const PART = '.part';
 
@@ -47,7 +36,10 @@ export class FileSink implements Sink {
   private seqInSecond = 0;
   private lastStamp = '';
 
-  constructor(private readonly cfg: FileSinkConfig & { dir: string }, private readonly siteId: string) {}
+  constructor(
+    private readonly cfg: FileSinkConfig & { dir: string },
+    private readonly siteId: string,
+  ) {}
 
   async connect(): Promise<void> {
     mkdirSync(this.cfg.dir, { recursive: true });
@@ -108,7 +100,10 @@ export class FileSink implements Sink {
 
   /** Completed files, oldest first (for operators and tests). */
   files(): string[] {
-    return readdirSync(this.cfg.dir).filter((n) => n.endsWith('.jsonl')).sort().map((n) => join(this.cfg.dir, n));
+    return readdirSync(this.cfg.dir)
+      .filter((n) => n.endsWith('.jsonl'))
+      .sort()
+      .map((n) => join(this.cfg.dir, n));
   }
 
   async close(): Promise<void> {

@@ -5,62 +5,39 @@
  * read it from the store with a GET when they connect.
  */
 import { join } from 'node:path';
-import type { BackoffConfig } from '../../common/backoff.js';
+import Type, { type Static } from 'typebox';
+import { backoffConfigSchema } from '../../common/backoff.js';
+import { Section } from '../../common/config.js';
 import type { Logger } from '../../common/log.js';
 import type { Registry } from '../../common/metrics.js';
-import type { SpoolWriter } from '../spool-writer.js';
+import type { CloudClient } from '../cloud/cloud-client.js';
+import type { SpoolWriter } from '../spool/spool-writer.js';
 import { CloudDesiredFeed } from './desired-feed.js';
 import { IotHubTwinHandler } from './iothub-twin.js';
-import { SqliteTwinStore, type DesiredChange, type DesiredUpdate } from './twin-store.js';
+import { SqliteTwinStore, type DesiredChange, type DesiredUpdate } from './twin-docs-store.js';
 
-export interface CollectorTwinConfig {
-  enabled: boolean;
+export const collectorTwinConfigSchema = Section({
+  enabled: Type.Boolean({ default: true }),
   /** Defaults to <stateDir>/twin.db. */
-  path?: string;
+  path: Type.Optional(Type.String({ minLength: 1 })),
   /** Cloud API serving the desired feed; defaults to `sinks.http.url` when that sink is enabled. */
-  cloudUrl?: string;
+  cloudUrl: Type.Optional(Type.String({ pattern: '^https?://' })),
   /** Site token for the feed; defaults to `sinks.http.token`. */
-  cloudToken?: string;
+  cloudToken: Type.Optional(Type.String()),
   /** Idle interval between desired-feed polls. */
-  desiredPollMs: number;
-  feedTimeoutMs: number;
-  backoff: BackoffConfig;
+  desiredPollMs: Type.Integer({ minimum: 10, maximum: 3_600_000, default: 2000 }),
+  feedTimeoutMs: Type.Integer({ minimum: 100, default: 10_000 }),
+  backoff: backoffConfigSchema({ initialMs: 500, maxMs: 30_000 }),
   /** Largest reported patch and reported document per device (IoT Hub's limit is 32 KiB). */
-  maxDocBytes: number;
-}
-
-export const collectorTwinDefaults: CollectorTwinConfig = {
-  enabled: true,
-  desiredPollMs: 2000,
-  feedTimeoutMs: 10_000,
-  backoff: { initialMs: 500, maxMs: 30_000 },
-  maxDocBytes: 32 * 1024,
-};
-
-export const collectorTwinConfigSchema = {
-  type: 'object',
-  additionalProperties: false,
-  properties: {
-    enabled: { type: 'boolean' },
-    path: { type: 'string', minLength: 1 },
-    cloudUrl: { type: 'string', pattern: '^https?://' },
-    cloudToken: { type: 'string' },
-    desiredPollMs: { type: 'integer', minimum: 10, maximum: 3_600_000 },
-    feedTimeoutMs: { type: 'integer', minimum: 100 },
-    backoff: {
-      type: 'object',
-      additionalProperties: false,
-      properties: { initialMs: { type: 'integer', minimum: 1 }, maxMs: { type: 'integer', minimum: 1 } },
-    },
-    maxDocBytes: { type: 'integer', minimum: 1024, maximum: 1_048_576 },
-  },
-} as const;
+  maxDocBytes: Type.Integer({ minimum: 1024, maximum: 1_048_576, default: 32 * 1024 }),
+});
+export type CollectorTwinConfig = Static<typeof collectorTwinConfigSchema>;
 
 export interface CollectorTwinDeps {
   siteId: string;
   stateDir: string;
-  /** The cloud ingest sink's settings, which the feed reuses by default. */
-  http: { enabled: boolean; url: string; token?: string | undefined };
+  /** The collector's client of the cloud (collector/cloud/cloud-client.ts: where the cloud is, resolved once); none: no desired feed. */
+  cloud: CloudClient | undefined;
   spoolWriter: SpoolWriter;
   log: Logger;
   registry: Registry;
@@ -75,12 +52,23 @@ export class CollectorTwin {
     const log = deps.log.child({ part: 'twin' });
     // FULL: the feed cursor is committed with the documents, and the cloud will not resend them.
     this.store = new SqliteTwinStore({ path: cfg.path ?? join(deps.stateDir, 'twin.db'), synchronous: 'full' }, log);
-    this.handler = new IotHubTwinHandler({ store: this.store, spoolWriter: deps.spoolWriter, log, registry: deps.registry, maxDocBytes: cfg.maxDocBytes });
-    const url = cfg.cloudUrl ?? (deps.http.enabled ? deps.http.url : undefined);
-    if (url) {
+    this.handler = new IotHubTwinHandler({
+      store: this.store,
+      spoolWriter: deps.spoolWriter,
+      log,
+      registry: deps.registry,
+      maxDocBytes: cfg.maxDocBytes,
+    });
+    if (deps.cloud) {
       this.feed = new CloudDesiredFeed(
-        { url, token: cfg.cloudToken ?? deps.http.token, siteId: deps.siteId, pollMs: cfg.desiredPollMs, timeoutMs: cfg.feedTimeoutMs, backoff: cfg.backoff },
-        { log, registry: deps.registry, cursor: () => this.store.feedCursor, apply: (updates, next) => this.applyDesired(updates, next) },
+        { ...deps.cloud.endpoint, siteId: deps.siteId, pollMs: cfg.desiredPollMs, timeoutMs: cfg.feedTimeoutMs, backoff: cfg.backoff },
+        {
+          log,
+          registry: deps.registry,
+          cursor: () => this.store.feedCursor,
+          apply: (updates, next) => this.applyDesired(updates, next),
+          cloud: deps.cloud,
+        },
       );
     }
   }

@@ -4,60 +4,32 @@
  * and pushes the changes to devices. Polls again at once while pages come back non-empty, every
  * `desiredPollMs` when idle, and with jittered backoff while the cloud fails.
  *
- * Every poll (connect, headers and body) runs under one deadline of `timeoutMs` (DeadlinePool:
- * undici alone can leave a request pending forever behind a proxy that accepts and closes).
+ * Every poll (connect, headers and body) runs under one deadline of `timeoutMs` on the collector's
+ * shared cloud client (collector/cloud/cloud-client.ts, common/deadline-pool.ts: undici alone can
+ * leave a request pending forever behind a proxy that accepts and closes).
  */
 import { Ajv } from 'ajv';
 import { Backoff, sleep, type BackoffConfig } from '../../common/backoff.js';
-import { DeadlineError, DeadlinePool } from '../../common/deadline-pool.js';
-import { EdgetwinError, ErrorCodes, errorMessage, isEdgetwinError } from '../../common/errors.js';
+import { DeadlineError, EdgetwinError, ErrorCodes, errorMessage, isEdgetwinError } from '../../common/errors.js';
 import type { Logger } from '../../common/log.js';
 import { counter, gauge, type Registry } from '../../common/metrics.js';
-import { DEVICE_ID_PATTERN } from '../../common/record.js';
-import type { DesiredUpdate } from './twin-store.js';
+import { desiredFeedPageSchema, type DesiredFeedPage } from '../../common/wire/desired-feed.js';
+import { CloudClient, type CloudEndpoint } from '../cloud/cloud-client.js';
+import type { DesiredUpdate } from './twin-docs-store.js';
 
-export interface DesiredFeedConfig {
-  /** Base URL of the cloud API. */
-  url: string;
-  token?: string | undefined;
+/** The endpoint (url, token) is used only when no shared client is given. */
+export interface DesiredFeedConfig extends CloudEndpoint {
   siteId: string;
   pollMs: number;
   timeoutMs: number;
   backoff: BackoffConfig;
 }
 
-export interface DesiredFeedPage {
-  items: (DesiredUpdate & { cursor: number })[];
-  next: number;
-}
-
-const pageSchema = {
-  type: 'object',
-  required: ['items', 'next'],
-  properties: {
-    next: { type: 'integer', minimum: 0 },
-    items: {
-      type: 'array',
-      items: {
-        type: 'object',
-        required: ['device', 'desired', 'version'],
-        properties: {
-          device: { type: 'string', pattern: DEVICE_ID_PATTERN },
-          desired: { type: 'object' },
-          version: { type: 'integer', minimum: 0 },
-          cursor: { type: 'integer', minimum: 0 },
-        },
-      },
-    },
-  },
-} as const;
-
-const validatePage = new Ajv({ strict: false }).compile<DesiredFeedPage>(pageSchema);
+const validatePage = new Ajv({ strict: false }).compile<DesiredFeedPage>(desiredFeedPageSchema);
 
 export class CloudDesiredFeed {
-  private client: DeadlinePool | undefined;
-  private readonly origin: string;
-  private readonly basePath: string;
+  private readonly cloud: CloudClient;
+  private readonly ownsClient: boolean;
   private readonly backoff: Backoff;
   private readonly abort = new AbortController();
   private loop: Promise<void> | undefined;
@@ -74,11 +46,12 @@ export class CloudDesiredFeed {
       registry: Registry;
       cursor: () => number;
       apply: (updates: DesiredUpdate[], next: number) => void;
+      /** The collector's shared client; without one the feed makes its own from cfg's endpoint. */
+      cloud?: CloudClient | undefined;
     },
   ) {
-    const u = new URL(cfg.url);
-    this.origin = u.origin;
-    this.basePath = u.pathname.replace(/\/$/, '');
+    this.ownsClient = !deps.cloud;
+    this.cloud = deps.cloud ?? new CloudClient(cfg, { connections: 1 });
     this.backoff = new Backoff(cfg.backoff);
     this.mPolls = counter(deps.registry, 'edgetwin_twin_feed_polls_total', 'Desired-feed polls of the cloud, by result', ['result']);
     this.mCursor = gauge(deps.registry, 'edgetwin_twin_feed_cursor', 'Last desired-feed cursor stored');
@@ -92,7 +65,6 @@ export class CloudDesiredFeed {
   }
 
   start(): void {
-    this.client = new DeadlinePool(this.origin, { connections: 1, timeoutMs: this.cfg.timeoutMs });
     this.loop = this.run();
   }
 
@@ -122,7 +94,7 @@ export class CloudDesiredFeed {
         // Log the first failure of a run at warn and the rest at debug: an offline site polls for hours.
         const level = this.failingSince === 0 ? 'warn' : 'debug';
         if (this.failingSince === 0) this.failingSince = Date.now();
-        this.deps.log[level]({ code, err: errorMessage(err) }, 'desired feed poll failed; retrying with backoff');
+        this.deps.log[level]({ code, err }, 'desired feed poll failed; retrying with backoff');
         waitMs = this.backoff.next();
       }
       if (waitMs > 0) {
@@ -138,20 +110,24 @@ export class CloudDesiredFeed {
   /** One request: fetches the page after the stored cursor and applies it. */
   async pollOnce(): Promise<DesiredFeedPage> {
     const since = this.deps.cursor();
-    const path = `${this.basePath}/v1/desired?site=${encodeURIComponent(this.cfg.siteId)}&since=${since}`;
-    const headers: Record<string, string> = { accept: 'application/json' };
-    if (this.cfg.token) headers['authorization'] = `Bearer ${this.cfg.token}`;
-    const client = this.client;
-    if (!client) throw new EdgetwinError(ErrorCodes.TWIN, 'cloud desired feed is stopped');
+    if (this.abort.signal.aborted) throw new EdgetwinError(ErrorCodes.TWIN, 'cloud desired feed is stopped');
     let res: { statusCode: number; text: string };
     try {
-      res = await client.run(async (pool, signal) => {
-        const r = await pool.request({ method: 'GET', path, headers, signal });
-        return { statusCode: r.statusCode, text: await r.body.text() };
-      }, 'cloud desired feed');
+      const r = await this.cloud.request({
+        method: 'GET',
+        path: `/v1/desired?site=${encodeURIComponent(this.cfg.siteId)}&since=${since}`,
+        headers: { accept: 'application/json' },
+        timeoutMs: this.cfg.timeoutMs,
+        what: 'cloud desired feed',
+        signal: this.abort.signal,
+      });
+      res = { statusCode: r.statusCode, text: r.body.toString('utf8') };
     } catch (cause) {
       if (cause instanceof DeadlineError && cause.timedOut) {
-        throw new EdgetwinError(ErrorCodes.TWIN, `cloud desired feed did not answer within twin.feedTimeoutMs (${this.cfg.timeoutMs} ms)`, { cause, details: { timedOut: true } });
+        throw new EdgetwinError(ErrorCodes.TWIN, `cloud desired feed did not answer within twin.feedTimeoutMs (${this.cfg.timeoutMs} ms)`, {
+          cause,
+          details: { timedOut: true },
+        });
       }
       throw new EdgetwinError(ErrorCodes.TWIN, `cloud desired feed unreachable: ${errorMessage(cause)}`, { cause });
     }
@@ -168,7 +144,10 @@ export class CloudDesiredFeed {
     }
     if (!validatePage(page)) {
       const e = validatePage.errors?.[0];
-      throw new EdgetwinError(ErrorCodes.BAD_PAYLOAD, `cloud desired feed page invalid at ${e?.instancePath || '/'}: ${e?.message ?? 'schema mismatch'}`);
+      throw new EdgetwinError(
+        ErrorCodes.BAD_PAYLOAD,
+        `cloud desired feed page invalid at ${e?.instancePath || '/'}: ${e?.message ?? 'schema mismatch'}`,
+      );
     }
     const valid = page;
     this.deps.apply(
@@ -183,10 +162,8 @@ export class CloudDesiredFeed {
   async stop(): Promise<void> {
     this.abort.abort();
     this.wake?.();
-    // Closing ends a poll in flight at once; an idle pool closes cleanly, a wedged one is destroyed.
-    const client = this.client;
-    this.client = undefined;
-    await client?.close(this.cfg.timeoutMs);
+    // The abort ends a poll in flight at once; a client of the feed's own closes (a wedged pool is destroyed).
+    if (this.ownsClient) await this.cloud.close(this.cfg.timeoutMs);
     await this.loop?.catch(() => undefined);
   }
 }

@@ -11,11 +11,11 @@ import { EdgetwinError, ErrorCodes, errorMessage, isEdgetwinError, type ErrorCod
 import type { Logger } from '../../common/log.js';
 import { mergePatch, type JsonObject } from '../../common/merge-patch.js';
 import { counter, type Registry } from '../../common/metrics.js';
-import { WIRE_VERSION, type ReportedMessage } from '../../common/record.js';
-import { checkTwinDocument, parseTwinTopic, twinErrorBody, twinTopics } from '../../common/twin-protocol.js';
-import type { TwinHandler } from '../broker.js';
-import type { SpoolWriter } from '../spool-writer.js';
-import type { DesiredChange, SqliteTwinStore } from './twin-store.js';
+import { WIRE_VERSION, type ReportedMessage } from '../../common/wire/record.js';
+import { checkTwinDocument, parseTwinTopic, twinErrorBody, twinTopics } from '../../common/wire/twin-protocol.js';
+import type { TwinHandler } from '../broker/broker.js';
+import type { SpoolWriter } from '../spool/spool-writer.js';
+import type { DesiredChange, SqliteTwinStore } from './twin-docs-store.js';
 
 export interface IotHubTwinDeps {
   store: SqliteTwinStore;
@@ -32,6 +32,8 @@ const STATUS: Partial<Record<ErrorCode, number>> = {
   [ErrorCodes.BAD_PAYLOAD]: 400,
   [ErrorCodes.BAD_TOPIC]: 400,
   [ErrorCodes.PAYLOAD_TOO_LARGE]: 413,
+  [ErrorCodes.BAD_VALUE]: 400,
+  [ErrorCodes.LIMIT_EXCEEDED]: 400,
 };
 
 export class IotHubTwinHandler implements TwinHandler {
@@ -157,7 +159,7 @@ export class IotHubTwinHandler implements TwinHandler {
     const status = STATUS[code] ?? (code === ErrorCodes.CLOSED || code === ErrorCodes.STORE_FULL ? 503 : 500);
     this.mRejected.inc({ code });
     this.mRequests.inc({ op, status: String(status) });
-    this.deps.log.warn({ clientId: client.id, op, code, err: errorMessage(err) }, 'twin request failed');
+    this.deps.log.warn({ clientId: client.id, op, code, err }, 'twin request failed');
     this.send(client, twinTopics.response(status, rid), Buffer.from(twinErrorBody(code, errorMessage(err))));
   }
 

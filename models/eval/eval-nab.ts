@@ -14,13 +14,21 @@ import { existsSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
 import { parseArgs } from 'node:util';
 import type { ScoringConfig } from '../../agent/scoring/config.js';
-import { modelPath, pickModel, readManifest, type ModelEntry } from '../../common/model-manifest.js';
+import { modelPath, pickModel, readManifest, type ModelEntry } from '../../common/models/manifest.js';
 import { OnnxScorer } from '../../agent/scoring/onnx-scorer.js';
 import type { SourceReading } from '../../agent/types.js';
 import { EdgetwinError, ErrorCodes, errorMessage } from '../../common/errors.js';
 import { Progress, progressModeFromEnv } from '../../common/progress.js';
 import { listNabFiles, readNabProfiles, readNabSeries, readNabWindows, windowTimes, writeNabResult, type NabSeries } from './nab-data.js';
-import { optimiseThreshold, scoreAtThreshold, windowsToRows, type CostProfile, type ScoredSeries, type ThresholdResult } from './nab-score.js';
+import {
+  optimiseThreshold,
+  scoreAtThreshold,
+  windowsToRows,
+  type CostProfile,
+  type ScoredSeries,
+  type ThresholdResult,
+} from './nab-score.js';
+import { categoryOf, chooseThreshold, crossValidate, DEFAULT_RULE, fileOf, type CvResult } from './cross-validation.js';
 import { writePlot } from './plot.js';
 import { fromRoot } from './repo.js';
 import { windowedGaussianScores } from './windowed-gaussian.js';
@@ -59,6 +67,16 @@ export interface EvalResult {
   scores: Record<string, Record<string, ThresholdResult>>;
   /** Our detector at the model's shipped alert threshold, per profile. */
   shipped: { threshold: number; scores: Record<string, ThresholdResult> };
+  /**
+   * How the threshold carries to unseen files (cross-validation.ts), per profile: leave one
+   * category out and leave one file out, the threshold chosen on the training folds by the rule
+   * that picks the shipped one; `nabRule`: the same with NAB's own best-threshold choice.
+   */
+  cv: Record<string, { category: CvResult; file: CvResult; nabRule: { category: number; file: number } }>;
+  /** What the threshold rule picks on the whole corpus, per profile (what `train:model` ships for standard). */
+  ruleThresholds: Record<string, number>;
+  /** artificialNoAnomaly files (no windows: every detection is a false positive) at the shipped threshold. */
+  noAnomaly: { files: number; falsePositives: number };
   windowsFile: string;
 }
 
@@ -127,8 +145,26 @@ export async function evalNab(opts: EvalOptions): Promise<EvalResult> {
     scores[det] = Object.fromEntries(Object.entries(profiles).map(([p, w]) => [p, optimiseThreshold(c, w)]));
   }
   const threshold = scorer.alertThreshold;
-  const shipped = { threshold, scores: Object.fromEntries(Object.entries(profiles).map(([p, w]) => [p, scoreAtThreshold(corpus[DETECTOR]!, w, threshold)])) };
-  return { model: scorer.modelVersion, files, scores, shipped, windowsFile };
+  const shipped = {
+    threshold,
+    scores: Object.fromEntries(Object.entries(profiles).map(([p, w]) => [p, scoreAtThreshold(corpus[DETECTOR]!, w, threshold)])),
+  };
+  const ours = corpus[DETECTOR]!;
+  const nab = { smoothing: 0 };
+  const cv: EvalResult['cv'] = {};
+  const ruleThresholds: Record<string, number> = {};
+  for (const [p, w] of Object.entries(profiles)) {
+    cv[p] = {
+      category: crossValidate(ours, w, categoryOf, DEFAULT_RULE),
+      file: crossValidate(ours, w, fileOf, DEFAULT_RULE),
+      nabRule: { category: crossValidate(ours, w, categoryOf, nab).score, file: crossValidate(ours, w, fileOf, nab).score },
+    };
+    ruleThresholds[p] = chooseThreshold(ours, w, DEFAULT_RULE);
+  }
+  const quiet = ours.filter((s) => categoryOf(s) === 'artificialNoAnomaly');
+  const firstProfile = Object.values(profiles)[0]!;
+  const noAnomaly = { files: quiet.length, falsePositives: scoreAtThreshold(quiet, firstProfile, threshold).fp };
+  return { model: scorer.modelVersion, files, scores, shipped, cv, ruleThresholds, noAnomaly, windowsFile };
 }
 
 export function formatTable(r: EvalResult): string {
@@ -138,9 +174,24 @@ export function formatTable(r: EvalResult): string {
   lines.push(pad('detector', 46) + profiles.map((p) => pad(p, 20)).join(''));
   const row = (name: string, res: Record<string, ThresholdResult>): string =>
     pad(name, 46) + profiles.map((p) => pad(`${res[p]!.normalised.toFixed(1)} (tp ${res[p]!.tp} fp ${res[p]!.fp})`, 20)).join('');
-  lines.push(row(`${DETECTOR} ${r.model}, best threshold`, r.scores[DETECTOR]!));
+  const best = r.scores[DETECTOR]!;
+  const text = (f: (p: string) => string): string => profiles.map((p) => pad(f(p), 20)).join('');
+  lines.push(row(`${DETECTOR} ${r.model}, best threshold`, best));
   lines.push(row(`${DETECTOR} at shipped ${r.shipped.threshold.toFixed(4)}`, r.shipped.scores));
+  lines.push(pad('  gap: best − shipped', 46) + text((p) => (best[p]!.normalised - r.shipped.scores[p]!.normalised).toFixed(1)));
+  const cvRow = (name: string, pick: (p: string) => CvResult): string =>
+    pad(name, 46) + text((p) => `${pick(p).score.toFixed(1)} (tp ${pick(p).tp} fp ${pick(p).fp})`);
+  lines.push(cvRow('  CV, leave one category out', (p) => r.cv[p]!.category));
+  lines.push(cvRow('  CV, leave one file out', (p) => r.cv[p]!.file));
+  lines.push(
+    pad("  CV with NAB's own threshold choice (cat/file)", 46) +
+      text((p) => `${r.cv[p]!.nabRule.category.toFixed(1)} / ${r.cv[p]!.nabRule.file.toFixed(1)}`),
+  );
   lines.push(row(`${BASELINE}, best threshold`, r.scores[BASELINE]!));
+  lines.push(
+    `artificialNoAnomaly: ${r.noAnomaly.falsePositives} false positives in ${r.noAnomaly.files} files at the shipped threshold; ` +
+      `the threshold rule picks ${profiles.map((p) => `${p} ${r.ruleThresholds[p]!.toFixed(4)}`).join(', ')} on this corpus`,
+  );
   return lines.join('\n');
 }
 
@@ -158,10 +209,13 @@ async function main(): Promise<void> {
     },
   });
   if (!values.data || !values.out) {
-    console.error('usage: npm run eval:nab -- --data <dir> --out <dir> [--windows <file>] [--profiles <file>] [--manifest <file>] [--model <name>] [--plots] [--json]');
+    console.error(
+      'usage: npm run eval:nab -- --data <dir> --out <dir> [--windows <file>] [--profiles <file>] [--manifest <file>] [--model <name>] [--plots] [--json]',
+    );
     process.exit(2);
   }
-  const bar = process.stderr.isTTY && progressModeFromEnv() !== 'lines' ? new Progress('eval:nab', 0, { mode: progressModeFromEnv() }) : undefined;
+  const bar =
+    process.stderr.isTTY && progressModeFromEnv() !== 'lines' ? new Progress('eval:nab', 0, { mode: progressModeFromEnv() }) : undefined;
   const result = await evalNab({
     data: values.data,
     out: values.out,
@@ -175,7 +229,10 @@ async function main(): Promise<void> {
   });
   bar?.done();
   console.log(formatTable(result));
-  if (values.json) console.log(JSON.stringify({ model: result.model, scores: result.scores, shipped: result.shipped }));
+  if (values.json) {
+    const { model, scores, shipped, cv, ruleThresholds, noAnomaly } = result;
+    console.log(JSON.stringify({ model, scores, shipped, cv, ruleThresholds, noAnomaly }));
+  }
 }
 
 if (import.meta.url === `file://${process.argv[1]}`) {

@@ -34,7 +34,10 @@ export function parseNabTime(text: string): number {
 
 export function parseNabCsv(text: string, key: string): Omit<NabSeries, 'key' | 'category' | 'file'> {
   const lines = text.split(/\r?\n/).filter((l) => l.trim() !== '');
-  const header = lines.shift()?.split(',').map((h) => h.trim());
+  const header = lines
+    .shift()
+    ?.split(',')
+    .map((h) => h.trim());
   const ti = header?.indexOf('timestamp') ?? -1;
   const vi = header?.indexOf('value') ?? -1;
   if (ti < 0 || vi < 0) throw new EdgetwinError(ErrorCodes.BAD_PAYLOAD, `${key}: header must name timestamp and value`);

@@ -146,6 +146,19 @@ export function scoreAtThreshold(corpus: readonly ScoredSeries[], profile: CostP
 }
 
 /**
+ * The corpus result at every candidate threshold, from "never detect" (Infinity) down through
+ * every distinct score: what a threshold rule (cross-validation, plateau choice) chooses from.
+ */
+export function thresholdCurve(corpus: readonly ScoredSeries[], profile: CostProfile): ThresholdResult[] {
+  const out: ThresholdResult[] = [];
+  sweep(corpus, profile, (r) => {
+    out.push(r);
+    return true;
+  });
+  return out;
+}
+
+/**
  * Lowers the threshold through every distinct score, from "never detect" down, and hands the
  * corpus result at each step to `visit` (with the next lower score, or -Infinity at the end);
  * stops when `visit` returns false.

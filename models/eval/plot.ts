@@ -31,7 +31,12 @@ function envelope(values: ArrayLike<number>, y: (v: number) => number): string {
 
 const esc = (s: string): string => s.replace(/&/g, '&amp;').replace(/</g, '&lt;');
 
-export function plotHtml(series: NabSeries, scores: ArrayLike<number>, windows: ReadonlyArray<readonly [number, number]>, threshold: number): string {
+export function plotHtml(
+  series: NabSeries,
+  scores: ArrayLike<number>,
+  windows: ReadonlyArray<readonly [number, number]>,
+  threshold: number,
+): string {
   const n = series.values.length;
   const x = (i: number): number => (i / Math.max(1, n - 1)) * W;
   let lo = Infinity;
@@ -42,11 +47,15 @@ export function plotHtml(series: NabSeries, scores: ArrayLike<number>, windows: 
   const ys = (s: number): number => H - 10 - s * (H - 20);
   const shades = windows
     .filter(([s]) => s >= 0)
-    .map(([s, r]) => `<rect x="${x(s).toFixed(1)}" y="0" width="${Math.max(1, x(r) - x(s)).toFixed(1)}" height="${H}" fill="#f4b6b6" opacity="0.5"/>`);
+    .map(
+      ([s, r]) =>
+        `<rect x="${x(s).toFixed(1)}" y="0" width="${Math.max(1, x(r) - x(s)).toFixed(1)}" height="${H}" fill="#f4b6b6" opacity="0.5"/>`,
+    );
   const probation = probationLength(n);
   const marks: string[] = [];
   for (let i = probation; i < n; i++) {
-    if (scores[i]! >= threshold) marks.push(`<circle cx="${x(i).toFixed(1)}" cy="${yv(series.values[i]!).toFixed(1)}" r="3" fill="none" stroke="#c00"/>`);
+    if (scores[i]! >= threshold)
+      marks.push(`<circle cx="${x(i).toFixed(1)}" cy="${yv(series.values[i]!).toFixed(1)}" r="3" fill="none" stroke="#c00"/>`);
   }
   return `<!doctype html><meta charset="utf-8"><title>${esc(series.key)}</title>
 <body style="font:13px sans-serif;margin:16px">
@@ -62,7 +71,13 @@ circles: detections after the probation period (${probation} rows, grey).</p>
 `;
 }
 
-export function writePlot(dir: string, series: NabSeries, scores: ArrayLike<number>, windows: ReadonlyArray<readonly [number, number]>, threshold: number): string {
+export function writePlot(
+  dir: string,
+  series: NabSeries,
+  scores: ArrayLike<number>,
+  windows: ReadonlyArray<readonly [number, number]>,
+  threshold: number,
+): string {
   const path = join(dir, series.category, series.file.replace(/\.csv$/, '.html'));
   mkdirSync(dirname(path), { recursive: true });
   writeFileSync(path, plotHtml(series, scores, windows, threshold));

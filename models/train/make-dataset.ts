@@ -1,6 +1,6 @@
 /**
  * Builds the forecaster's training set: synthetic streams (synth.ts) run through the agent's own
- * feature code (common/model-features.ts), so training and inference see identical features.
+ * feature code (common/models/features.ts), so training and inference see identical features.
  * Writes float32 little-endian matrices the PyTorch trainer reads with numpy.fromfile.
  *
  *   node dist/models/train/make-dataset.js --out var/models/dataset [--series 4000] [--seed 1] [--keep 0.08]
@@ -9,7 +9,7 @@
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
-import { DEFAULT_RECIPE, HEADS, StreamFeatures, featureCount, levelInputs, type FeatureRecipe } from '../../common/model-features.js';
+import { DEFAULT_RECIPE, HEADS, StreamFeatures, featureCount, levelInputs, type FeatureRecipe } from '../../common/models/features.js';
 import { rng, synthSeries } from './synth.js';
 
 export interface DatasetSplit {

@@ -5,8 +5,8 @@
 import { readFileSync } from 'node:fs';
 import { relative } from 'node:path';
 import * as ort from 'onnxruntime-node';
-import { HEADS, type FeatureRecipe } from '../../common/model-features.js';
-import { sha256, type ModelEntry, type TensorSpec } from '../../common/model-manifest.js';
+import { HEADS, type FeatureRecipe } from '../../common/models/features.js';
+import { sha256, type ModelEntry, type TensorSpec } from '../../common/models/manifest.js';
 
 function specs(meta: readonly ort.InferenceSession.ValueMetadata[]): TensorSpec[] {
   return meta.map((m) => ({ name: m.name, type: 'float32', shape: m.isTensor ? [...m.shape] : [] }));
@@ -18,7 +18,7 @@ export async function describeModel(opts: {
   onnxFile: string;
   manifestDir: string;
   recipe: FeatureRecipe;
-  surpriseCap: number;
+  calibration: ModelEntry['calibration'];
   alertThreshold: number;
 }): Promise<ModelEntry> {
   const bytes = readFileSync(opts.onnxFile);
@@ -34,7 +34,7 @@ export async function describeModel(opts: {
     output: 'laplace-forecast',
     heads: [...HEADS],
     featureRecipe: opts.recipe,
-    calibration: { surpriseCap: opts.surpriseCap },
+    calibration: opts.calibration,
     thresholds: { alert: opts.alertThreshold },
   };
   await session.release();

@@ -98,7 +98,8 @@ export function synthSeries(seed: number): SynthSeries {
     y += trend * i + walkAt + ar + shift;
     const e = heavy ? gauss(r) / Math.max(0.15, Math.sqrt(r())) : gauss(r);
     y += noise * e;
-    if ((spikeRate && r() < spikeRate) || (spikeEvery && i % spikeEvery === 0)) y += spikeHeight * (r() < 0.8 ? 1 : -1) * uniform(r, 0.5, 1);
+    if ((spikeRate && r() < spikeRate) || (spikeEvery && i % spikeEvery === 0))
+      y += spikeHeight * (r() < 0.8 ? 1 : -1) * uniform(r, 0.5, 1);
     let v = level + scale * y;
     if (counts) {
       // Event counts: Poisson-like noise around a rate that follows the pattern.

@@ -24,11 +24,65 @@ function openssl(args: string[], cwd: string): void {
 export function makePki(dir: string, name = 'ca'): TestPki {
   const ca = `${name}.pem`;
   const caKey = `${name}.key`;
-  openssl(['req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:P-256', '-nodes', '-days', '2', '-subj', `/CN=edgetwin test ${name}`, '-keyout', caKey, '-out', ca], dir);
+  openssl(
+    [
+      'req',
+      '-x509',
+      '-newkey',
+      'ec',
+      '-pkeyopt',
+      'ec_paramgen_curve:P-256',
+      '-nodes',
+      '-days',
+      '2',
+      '-subj',
+      `/CN=edgetwin test ${name}`,
+      '-keyout',
+      caKey,
+      '-out',
+      ca,
+    ],
+    dir,
+  );
   const sign = (base: string, subj: string, ext: string): void => {
-    openssl(['req', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:P-256', '-nodes', '-subj', subj, '-keyout', `${base}.key`, '-out', `${base}.csr`], dir);
+    openssl(
+      [
+        'req',
+        '-newkey',
+        'ec',
+        '-pkeyopt',
+        'ec_paramgen_curve:P-256',
+        '-nodes',
+        '-subj',
+        subj,
+        '-keyout',
+        `${base}.key`,
+        '-out',
+        `${base}.csr`,
+      ],
+      dir,
+    );
     writeFileSync(join(dir, `${base}.ext`), ext);
-    openssl(['x509', '-req', '-in', `${base}.csr`, '-CA', ca, '-CAkey', caKey, '-CAcreateserial', '-days', '2', '-extfile', `${base}.ext`, '-out', `${base}.pem`], dir);
+    openssl(
+      [
+        'x509',
+        '-req',
+        '-in',
+        `${base}.csr`,
+        '-CA',
+        ca,
+        '-CAkey',
+        caKey,
+        '-CAcreateserial',
+        '-days',
+        '2',
+        '-extfile',
+        `${base}.ext`,
+        '-out',
+        `${base}.pem`,
+      ],
+      dir,
+    );
   };
   sign(`${name}-server`, '/CN=localhost', 'subjectAltName=IP:127.0.0.1,DNS:localhost\nextendedKeyUsage=serverAuth\n');
   return {

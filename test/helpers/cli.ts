@@ -1,17 +1,26 @@
-import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
-import { createServer } from 'node:net';
+import { fork, spawn, spawnSync, type ChildProcess } from 'node:child_process';
+import { openSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 
 /** The compiled CLI: daemons run compiled in production, so the tests run them the same way. */
 export const CLI = fileURLToPath(new URL('../../dist/cli/edgetwin.js', import.meta.url));
 
+/**
+ * Runs the compiled CLI to its end. The timeout is a hang guard, not a speed check: a `cloud …`
+ * command loads the cloud's modules (~2 s of CPU), 10-12 s of wall time at load average 36 here.
+ * A command killed by it says so in `stderr` (status null) instead of failing an unrelated assert.
+ */
 export function runCli(args: string[], env: NodeJS.ProcessEnv = {}): { status: number | null; stdout: string; stderr: string } {
-  const r = spawnSync(process.execPath, [CLI, ...args], { encoding: 'utf8', env: { ...process.env, ...env }, timeout: 30_000 });
-  return { status: r.status, stdout: r.stdout, stderr: r.stderr };
+  const r = spawnSync(process.execPath, [CLI, ...args], { encoding: 'utf8', env: { ...process.env, ...env }, timeout: 120_000 });
+  const killed = r.error ? `\n[runCli: ${r.error.message}]` : r.signal ? `\n[runCli: killed by ${r.signal}]` : '';
+  return { status: r.status, stdout: r.stdout, stderr: `${r.stderr}${killed}` };
 }
 
 /** runCli without blocking the event loop: for commands that talk to a server of the test's own process. */
-export function runCliAsync(args: string[], env: NodeJS.ProcessEnv = {}): Promise<{ status: number | null; stdout: string; stderr: string }> {
+export function runCliAsync(
+  args: string[],
+  env: NodeJS.ProcessEnv = {},
+): Promise<{ status: number | null; stdout: string; stderr: string }> {
   const child = spawn(process.execPath, [CLI, ...args], { env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
   let stdout = '';
   let stderr = '';
@@ -28,16 +37,8 @@ export function spawnCli(args: string[], env: NodeJS.ProcessEnv = {}): ChildProc
   return Object.assign(child, { output: () => out });
 }
 
-export async function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const s = createServer();
-    s.once('error', reject);
-    s.listen(0, '127.0.0.1', () => {
-      const port = (s.address() as { port: number }).port;
-      s.close(() => resolve(port));
-    });
-  });
-}
+/** The one freePort (bench/ and test/ share it). */
+export { freePort } from '../../bench/support.js';
 
 /** Process ids whose command line mentions `needle` (ours only). */
 export function processesMentioning(needle: string): number[] {
@@ -62,7 +63,10 @@ export type DaemonChild = ChildProcess & {
  * when it closes), optionally with a pipe on stdin.
  */
 export function spawnDaemon(args: string[], env: NodeJS.ProcessEnv = {}, opts: { stdin?: 'pipe' | 'ignore' } = {}): DaemonChild {
-  const child = spawn(process.execPath, [CLI, ...args], { env: { ...process.env, ...env }, stdio: [opts.stdin ?? 'ignore', 'pipe', 'pipe', 'ipc'] });
+  const child = spawn(process.execPath, [CLI, ...args], {
+    env: { ...process.env, ...env },
+    stdio: [opts.stdin ?? 'ignore', 'pipe', 'pipe', 'ipc'],
+  });
   let out = '';
   child.stdout!.on('data', (d: Buffer) => (out += d.toString()));
   child.stderr!.on('data', (d: Buffer) => (out += d.toString()));
@@ -75,4 +79,32 @@ export function spawnDaemon(args: string[], env: NodeJS.ProcessEnv = {}, opts: {
   });
   ready.catch(() => undefined);
   return Object.assign(child, { output: () => out, ready, exited });
+}
+
+/**
+ * Starts a compiled daemon (`edgetwin <command> --config FILE`) as a child process with an IPC
+ * channel and resolves with its ready message (ports, url). Without the test runner's TypeScript
+ * loader (execArgv []): the child runs dist/ as production does, and starts in a second, not after
+ * compiling the tree.
+ */
+export function spawnDaemonCompiled(
+  command: 'agent' | 'collector' | 'cloud',
+  configFile: string,
+  logFile: string,
+  timeoutMs = 60_000,
+): Promise<{ proc: ChildProcess; info: Record<string, unknown> }> {
+  const fd = openSync(logFile, 'a');
+  const proc = fork(CLI, [command, '--config', configFile], { stdio: ['ignore', fd, fd, 'ipc'], execArgv: [] });
+  return new Promise((resolve, reject) => {
+    const timer = setTimeout(() => reject(new Error(`${command} not ready in ${timeoutMs} ms; see ${logFile}`)), timeoutMs);
+    proc.on('message', (m: { type?: string }) => {
+      if (m?.type !== 'ready') return;
+      clearTimeout(timer);
+      resolve({ proc, info: m as Record<string, unknown> });
+    });
+    proc.once('exit', (code) => {
+      clearTimeout(timer);
+      reject(new Error(`${command} exited (code ${code}) before it was ready; see ${logFile}`));
+    });
+  });
 }

@@ -1,12 +1,15 @@
 /** Helpers for the cloud's HTTP tests: JSON requests with tokens, envelope builders, DuckDB SQL. */
+import { join } from 'node:path';
 import { gzipSync } from 'node:zlib';
+import type { Test } from 'tap';
 import { DuckDBInstance } from '@duckdb/node-api';
 import { request } from 'undici';
-import { Cloud } from '../../cloud/cloud.js';
+import { Cloud, type CloudDeps } from '../../cloud/cloud.js';
 import { loadCloudConfig } from '../../cloud/config.js';
 import { deepMerge } from '../../common/config.js';
-import type { Reading } from '../../common/record.js';
+import type { Reading } from '../../common/wire/record.js';
 import { createLogger } from '../../common/log.js';
+import { tempDir } from './util.js';
 
 export interface Res {
   status: number;
@@ -15,7 +18,7 @@ export interface Res {
 }
 
 export async function call(
-  method: 'GET' | 'POST' | 'PATCH',
+  method: 'GET' | 'POST' | 'PATCH' | 'PUT' | 'DELETE',
   url: string,
   opts: { token?: string; body?: unknown; raw?: string | Buffer; gzip?: boolean; headers?: Record<string, string> } = {},
 ): Promise<Res> {
@@ -68,10 +71,38 @@ export async function duckSql(sql: string): Promise<Record<string, unknown>[]> {
   }
 }
 
-/** A cloud on 127.0.0.1:0 with its own state; maintenance schedules off (tests call them). */
-export async function startTestCloud(stateDir: string, overrides: Record<string, unknown> = {}): Promise<Cloud> {
-  const base = { stateDir, http: { port: 0 }, lakehouse: { flushIntervalMs: 200, compaction: { intervalMs: 0 }, retention: { intervalMs: 0 } } };
-  const cloud = new Cloud(loadCloudConfig(undefined, deepMerge(base, overrides), {}), { log: createLogger('test', { level: 'silent' }) });
+/**
+ * The one way tests start a cloud (test/helpers/stack.ts's startCloud is this too): 127.0.0.1:0, its
+ * own state, maintenance schedules off (tests call them), `overrides` deep-merged over that.
+ */
+export async function startTestCloud(stateDir: string, overrides: object = {}, deps: CloudDeps = {}): Promise<Cloud> {
+  const base = {
+    stateDir,
+    http: { port: 0 },
+    lakehouse: { flushIntervalMs: 200, compaction: { intervalMs: 0 }, retention: { intervalMs: 0 } },
+  };
+  const cloud = new Cloud(loadCloudConfig(undefined, deepMerge(base, overrides), {}), {
+    log: createLogger('test', { level: 'silent' }),
+    ...deps,
+  });
   await cloud.start();
   return cloud;
+}
+
+export type TokenRole = 'viewer' | 'operator' | 'admin' | 'collector';
+export type TokenMaker = (role: TokenRole, site?: string | null, name?: string) => Promise<string>;
+
+/** Mints tokens on a test cloud: `mk(role, site?, name?)` resolves to the bearer secret. */
+export function tokenMaker(cloud: Cloud): TokenMaker {
+  return async (role, site, name) =>
+    (await cloud.tokens.create({ role, site: site ?? null, createdBy: 'test', ...(name ? { name } : {}) })).token;
+}
+
+/** A test cloud in a temp dir, stopped and removed when the test ends, with its URL and a token maker. */
+export async function tokenCloud(t: Test): Promise<{ dir: string; cloud: Cloud; url: string; mk: TokenMaker }> {
+  const { dir, cleanup } = tempDir();
+  t.teardown(cleanup);
+  const cloud = await startTestCloud(join(dir, 'cloud'));
+  t.teardown(() => cloud.stop());
+  return { dir, cloud, url: cloud.url, mk: tokenMaker(cloud) };
 }

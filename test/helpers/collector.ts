@@ -1,13 +1,16 @@
 /** Helpers for the collector's own tests: a collector with a device registry, MQTT clients, metrics. */
 import mqtt, { type IClientOptions, type MqttClient } from 'mqtt';
 import { Collector, type CollectorDeps } from '../../collector/collector.js';
-import type { Sink, SinkBatch, SinkWriteResult } from '../../collector/sink.js';
+import type { Sink, SinkBatch, SinkWriteResult } from '../../collector/sinks/sink.js';
 import { loadCollectorConfig } from '../../collector/config.js';
 import { deepMerge } from '../../common/config.js';
 import { createSasToken } from '../../common/sas-token.js';
 import type { Registry } from '../../common/metrics.js';
-import { spliceBatch } from '../../common/record.js';
+import { spliceBatch } from '../../common/wire/record.js';
+import type { Test } from 'tap';
+import { makePki, type TestPki } from './certs.js';
 import { silent } from './stack.js';
+import { tempDir } from './util.js';
 
 export const HUB = 'edgetwin.local';
 
@@ -24,6 +27,22 @@ export async function startRegistryCollector(stateDir: string, overrides: object
   const c = new Collector(loadCollectorConfig(undefined, deepMerge(base, overrides), {}), { log: silent(), ...deps });
   await c.start();
   return c;
+}
+
+/**
+ * A registry collector with only its TLS listener (a fresh test CA) and one SAS device, as Azure's
+ * device SDK expects to find IoT Hub; removed and stopped when the test ends.
+ */
+export async function startSdkCollector(t: Test, device: string): Promise<{ pki: TestPki; collector: Collector; key: string | undefined }> {
+  const { dir, cleanup } = tempDir();
+  t.teardown(cleanup);
+  const pki = makePki(dir);
+  const collector = await startRegistryCollector(`${dir}/collector`, {
+    mqtt: { enabled: false, tls: { enabled: true, port: 0, certFile: pki.certFile, keyFile: pki.keyFile } },
+  });
+  t.teardown(() => collector.stop());
+  const { key } = await collector.devices!.add(device, 'sas');
+  return { pki, collector, key };
 }
 
 export function sasToken(deviceId: string, key: string, ttlS = 3600): string {
@@ -74,7 +93,9 @@ export function batch(device: string, epoch: number, fromSeq: number, n = 1, met
   return spliceBatch(
     device,
     epoch,
-    Array.from({ length: n }, (_, i) => JSON.stringify({ seq: fromSeq + i, ts: 1_700_000_000_000 + fromSeq + i, metric, value: fromSeq + i, unit: 'degC' })),
+    Array.from({ length: n }, (_, i) =>
+      JSON.stringify({ seq: fromSeq + i, ts: 1_700_000_000_000 + fromSeq + i, metric, value: fromSeq + i, unit: 'degC' }),
+    ),
   );
 }
 
@@ -102,6 +123,7 @@ export class SwitchSink implements Sink {
   up = false;
   async connect(): Promise<void> {}
   async write(b: SinkBatch): Promise<SinkWriteResult> {
+    // About time: `up` is a plain field the test flips; this write polls it every 20 ms.
     while (!this.up) await new Promise((r) => setTimeout(r, 20));
     for (const m of b.messages) this.received.push(m.payload);
     return {};

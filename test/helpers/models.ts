@@ -1,7 +1,7 @@
 /** Model-rollout test material: versions made from the committed forecaster (same ONNX bytes, another version or threshold). */
 import { readFileSync } from 'node:fs';
 import { resolve } from 'node:path';
-import { modelPath, pickModel, readManifest, type ModelEntry } from '../../common/model-manifest.js';
+import { modelPath, pickModel, readManifest, type ModelEntry } from '../../common/models/manifest.js';
 
 export const MANIFEST = resolve('models/manifest.json');
 

@@ -5,28 +5,30 @@ import { Aedes } from 'aedes';
 import { Agent } from '../../agent/agent.js';
 import { loadAgentConfig } from '../../agent/config.js';
 import type { Source, SourceContext } from '../../agent/types.js';
-import { Cloud } from '../../cloud/cloud.js';
-import { loadCloudConfig } from '../../cloud/config.js';
 import { Collector } from '../../collector/collector.js';
 import { loadCollectorConfig } from '../../collector/config.js';
 import { deepMerge } from '../../common/config.js';
 import { createLogger } from '../../common/log.js';
-import { decodeBatch, type TelemetryBatch } from '../../common/record.js';
+import { decodeBatch, type TelemetryBatch } from '../../common/wire/record.js';
 
 export const silent = (): ReturnType<typeof createLogger> => createLogger('test', { level: 'silent' });
 
 export { tempDir, waitFor } from './util.js';
 
-export async function startCloud(stateDir: string, overrides: object = {}): Promise<Cloud> {
-  const cloud = new Cloud(loadCloudConfig(undefined, { stateDir, http: { port: 0 }, ...overrides }, {}), { log: silent() });
-  await cloud.start();
-  return cloud;
-}
+/** The one test-cloud starter (deep-merged overrides, maintenance off): test/helpers/cloud.ts. */
+export { startTestCloud as startCloud } from './cloud.js';
 
 export async function startCollector(stateDir: string, cloudUrl: string, port = 0, overrides: object = {}): Promise<Collector> {
   const cfg = loadCollectorConfig(
     undefined,
-    { stateDir, mqtt: { port }, sinks: { http: { url: cloudUrl } }, admin: { enabled: false }, runner: { flushIntervalMs: 10, backoff: { initialMs: 50, maxMs: 500 } }, ...overrides },
+    {
+      stateDir,
+      mqtt: { port },
+      sinks: { http: { url: cloudUrl } },
+      admin: { enabled: false },
+      runner: { flushIntervalMs: 10, backoff: { initialMs: 50, maxMs: 500 } },
+      ...overrides,
+    },
     {},
   );
   const c = new Collector(cfg, { log: silent() });
@@ -39,7 +41,11 @@ export class CountingSource implements Source {
   readonly name = 'counting';
   emitted = 0;
   private timer: NodeJS.Timeout | undefined;
-  constructor(private readonly total: number, private readonly perTick: number, private readonly intervalMs = 5) {}
+  constructor(
+    private readonly total: number,
+    private readonly perTick: number,
+    private readonly intervalMs = 5,
+  ) {}
   start(ctx: SourceContext): void {
     this.timer = setInterval(() => {
       const n = Math.min(this.perTick, this.total - this.emitted);
@@ -63,16 +69,31 @@ export class CountingSource implements Source {
 }
 
 /** An in-process agent on loopback; `overrides` merge key by key over the test settings. Sources undefined: built from config. */
-export async function startAgent(stateDir: string, deviceId: string, mqttPort: number, sources: Source[] | undefined, overrides: object = {}): Promise<Agent> {
+export async function startAgent(
+  stateDir: string,
+  deviceId: string,
+  mqttPort: number,
+  sources: Source[] | undefined,
+  overrides: object = {},
+): Promise<Agent> {
   const cfg = loadAgentConfig(
     undefined,
     deepMerge(
-      { deviceId, stateDir, uplink: { url: `mqtt://127.0.0.1:${mqttPort}`, backoff: { initialMs: 50, maxMs: 300 }, batchMaxDelayMs: 20 }, outbox: { flushIntervalMs: 10 }, admin: { enabled: false } },
+      {
+        deviceId,
+        stateDir,
+        uplink: { url: `mqtt://127.0.0.1:${mqttPort}`, backoff: { initialMs: 50, maxMs: 300 }, batchMaxDelayMs: 20 },
+        outbox: { flushIntervalMs: 10 },
+        admin: { enabled: false },
+      },
       overrides,
     ),
     {},
   );
-  const a = new Agent(cfg, sources ? { log: silent(), sources } : { log: process.env['DBG'] ? createLogger('dbg', { level: 'debug' }) : silent() });
+  const a = new Agent(
+    cfg,
+    sources ? { log: silent(), sources } : { log: process.env['DBG'] ? createLogger('dbg', { level: 'debug' }) : silent() },
+  );
   await a.start();
   return a;
 }
@@ -81,7 +102,12 @@ export interface TestBrokerOptions {
   /** Serve MQTT over TLS with this server certificate; `requestCert` asks clients for theirs (mutual TLS). */
   tls?: { key: Buffer; cert: Buffer; ca?: Buffer; requestCert?: boolean };
   /** Decides each CONNECT; the client's TLS certificate subject CN is passed when there is one. */
-  authenticate?: (c: { clientId: string; username: string | undefined; password: string | undefined; certCn: string | undefined }) => boolean;
+  authenticate?: (c: {
+    clientId: string;
+    username: string | undefined;
+    password: string | undefined;
+    certCn: string | undefined;
+  }) => boolean;
 }
 
 export interface BrokerConnect {
@@ -141,7 +167,12 @@ export class TestBroker {
       aedes.handle(socket);
     };
     const t = this.opts.tls;
-    const server = t ? createTlsServer({ key: t.key, cert: t.cert, ca: t.ca, requestCert: t.requestCert ?? false, rejectUnauthorized: t.requestCert ?? false }, handle) : createNetServer(handle);
+    const server = t
+      ? createTlsServer(
+          { key: t.key, cert: t.cert, ca: t.ca, requestCert: t.requestCert ?? false, rejectUnauthorized: t.requestCert ?? false },
+          handle,
+        )
+      : createNetServer(handle);
     this.server = server;
     await new Promise<void>((resolve, reject) => {
       server.once('error', reject);
@@ -168,7 +199,11 @@ export class TestBroker {
   }
 
   readings(device?: string): { epoch: number; seq: number; metric: string; value: number; alert?: boolean }[] {
-    return this.batches.filter((b) => !device || b.device === device).flatMap((b) => b.readings.map((r) => ({ epoch: b.epoch, seq: r.seq, metric: r.metric, value: r.value, ...(r.alert ? { alert: true } : {}) })));
+    return this.batches
+      .filter((b) => !device || b.device === device)
+      .flatMap((b) =>
+        b.readings.map((r) => ({ epoch: b.epoch, seq: r.seq, metric: r.metric, value: r.value, ...(r.alert ? { alert: true } : {}) })),
+      );
   }
 
   async stop(): Promise<void> {

@@ -3,7 +3,7 @@
  * that need to see exactly what goes over the wire (and to misbehave on purpose).
  */
 import mqtt, { type MqttClient } from 'mqtt';
-import { parseTwinTopic, twinTopics } from '../../common/twin-protocol.js';
+import { parseTwinTopic, twinTopics } from '../../common/wire/twin-protocol.js';
 import { waitFor } from './util.js';
 
 export interface Received {
@@ -35,14 +35,25 @@ export class RawTwinDevice {
   }
 
   /** Publishes a request and waits for the reply with its $rid. */
-  async request(topicFor: (rid: string) => string, body: string | Buffer, timeoutMs = 5000): Promise<{ status: number; version: number | undefined; body: string }> {
+  async request(
+    topicFor: (rid: string) => string,
+    body: string | Buffer,
+    timeoutMs = 5000,
+  ): Promise<{ status: number; version: number | undefined; body: string }> {
     const rid = `r${this.rid++}`;
     await this.client.publishAsync(topicFor(rid), body, { qos: 0 });
     let reply: Received | undefined;
-    await waitFor(() => {
-      reply = this.received.find((m) => { const t = parseTwinTopic(m.topic); return t.kind === 'response' && t.rid === rid; });
-      return reply !== undefined;
-    }, timeoutMs, `twin reply ${rid}`);
+    await waitFor(
+      () => {
+        reply = this.received.find((m) => {
+          const t = parseTwinTopic(m.topic);
+          return t.kind === 'response' && t.rid === rid;
+        });
+        return reply !== undefined;
+      },
+      timeoutMs,
+      `twin reply ${rid}`,
+    );
     const t = parseTwinTopic(reply!.topic) as { status: number; version: number | undefined };
     return { status: t.status, version: t.version, body: reply!.body };
   }
@@ -58,7 +69,10 @@ export class RawTwinDevice {
   desiredPatches(): { version: number | undefined; body: Record<string, unknown> }[] {
     return this.received
       .filter((m) => parseTwinTopic(m.topic).kind === 'desired')
-      .map((m) => ({ version: (parseTwinTopic(m.topic) as { version: number | undefined }).version, body: JSON.parse(m.body) as Record<string, unknown> }));
+      .map((m) => ({
+        version: (parseTwinTopic(m.topic) as { version: number | undefined }).version,
+        body: JSON.parse(m.body) as Record<string, unknown>,
+      }));
   }
 
   async end(): Promise<void> {

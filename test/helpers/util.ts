@@ -12,6 +12,7 @@ export async function waitFor(check: () => boolean | Promise<boolean>, timeoutMs
   const deadline = Date.now() + timeoutMs;
   while (Date.now() < deadline) {
     if (await check()) return;
+    // About time: waitFor's own poll interval.
     await new Promise((r) => setTimeout(r, 25));
   }
   throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);

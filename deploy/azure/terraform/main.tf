@@ -72,7 +72,7 @@ resource "azurerm_storage_account" "lake" {
   location                        = azurerm_resource_group.this.location
   resource_group_name             = azurerm_resource_group.this.name
   account_tier                    = "Standard"
-  account_replication_type        = "ZRS"
+  account_replication_type        = var.lake_replication # GZRS/RAGZRS: a copy in the paired region too
   account_kind                    = "StorageV2"
   is_hns_enabled                  = true # ADLS Gen2: Spark/Databricks read the Parquet layout directly
   min_tls_version                 = "TLS1_2"
@@ -178,7 +178,9 @@ resource "azurerm_container_app_environment" "this" {
   location                   = azurerm_resource_group.this.location
   resource_group_name        = azurerm_resource_group.this.name
   log_analytics_workspace_id = azurerm_log_analytics_workspace.this.id
-  tags                       = local.tags
+  # With PostgreSQL the apps join its VNet (the server has private access only).
+  infrastructure_subnet_id = local.pg ? azurerm_subnet.apps[0].id : null
+  tags                     = local.tags
 }
 
 resource "azurerm_user_assigned_identity" "cloud" {
@@ -228,15 +230,43 @@ resource "azurerm_container_app" "twin_api" {
     }
   }
 
+  # The store's password, read by the app's identity from Key Vault (never in the Terraform state).
+  dynamic "secret" {
+    for_each = local.pg ? [1] : []
+    content {
+      name                = "store-password"
+      key_vault_secret_id = azurerm_key_vault_secret.store_password[0].versionless_id
+      identity            = azurerm_user_assigned_identity.cloud.id
+    }
+  }
+
+  lifecycle {
+    precondition {
+      condition     = local.pg || local.api_max_replicas == 1
+      error_message = "twin_api_max_replicas above 1 needs store_kind = \"postgres\": the SQLite state on the share has one writer (docs/deploy.md)."
+    }
+  }
+
   template {
-    min_replicas = var.twin_api_min_replicas
-    max_replicas = var.twin_api_max_replicas
+    min_replicas = local.api_min_replicas
+    max_replicas = local.api_max_replicas
     # Time for the last flush, the final Blob sync (up to 15 s) and closing SQLite on the share.
     termination_grace_period_seconds = 60
+
+    # Any replica serves any request on PostgreSQL: scale on concurrent HTTP requests (SSE streams count).
+    dynamic "http_scale_rule" {
+      for_each = local.pg ? [1] : []
+      content {
+        name                = "http-concurrency"
+        concurrent_requests = tostring(var.twin_api_concurrent_requests)
+      }
+    }
 
     # uid/gid 1000 is the image's `node` user. nobrl: Linux CIFS turns SQLite's POSIX byte-range
     # locks into SMB mandatory locks, which refuse SQLite's lock upgrades ("database is locked");
     # without them locking is per host, so exactly one replica may open the files (see README).
+    # On PostgreSQL (store_kind postgres) no database is on the share: it holds the model files every
+    # replica must see.
     volume {
       name          = "state"
       storage_type  = "AzureFile"
@@ -269,6 +299,30 @@ resource "azurerm_container_app" "twin_api" {
         value = "delete"
       }
       env {
+        name  = "EDGETWIN_STORE_KIND"
+        value = var.store_kind
+      }
+      # The URL carries no password (PGPASSWORD below comes from the Key Vault secret).
+      # Port 5432, not the built-in PgBouncer (6432, transaction mode): LISTEN and the writer's
+      # advisory lock need session connections.
+      dynamic "env" {
+        for_each = local.pg ? {
+          EDGETWIN_STORE_URL = "postgres://${local.store_login}@${azurerm_postgresql_flexible_server.this[0].fqdn}:5432/${local.store_database}?sslmode=require"
+        } : {}
+        content {
+          name  = env.key
+          value = env.value
+        }
+      }
+      # libpq's variable, which the pg driver reads itself: the cloud never holds it in its config.
+      dynamic "env" {
+        for_each = local.pg ? [1] : []
+        content {
+          name        = "PGPASSWORD"
+          secret_name = "store-password"
+        }
+      }
+      env {
         name  = "EDGETWIN_LAKEHOUSE_ROOT"
         value = local.lakehouse_root
       }
@@ -295,6 +349,11 @@ resource "azurerm_container_app" "twin_api" {
       env {
         name  = "EDGETWIN_EVENTHUB_CONSUMER_GROUP"
         value = azurerm_eventhub_consumer_group.cloud.name
+      }
+      # Sealed audit segments go to the immutable container (audit.tf), with the managed identity.
+      env {
+        name  = "EDGETWIN_AUDIT_BLOB_URL"
+        value = "${azurerm_storage_account.audit.primary_blob_endpoint}${azurerm_storage_container.audit.name}"
       }
       # The local lakehouse is the working copy; every committed Parquet file is copied here and a
       # replica with an empty disk restores from it (docs/lakehouse.md, "Azure Blob copy").

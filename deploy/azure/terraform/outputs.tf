@@ -37,3 +37,22 @@ output "state_dir" {
   description = "Path of the state directory inside the twin API container (where the share is mounted)."
   value       = local.state_dir
 }
+
+output "audit_container_url" {
+  description = "The immutable audit container (7-year retention); `edgetwin cloud audit verify --dir` checks a downloaded copy."
+  value       = "${azurerm_storage_account.audit.primary_blob_endpoint}${azurerm_storage_container.audit.name}"
+}
+
+output "alert_action_group_id" {
+  value = azurerm_monitor_action_group.ops.id
+}
+
+output "store_host" {
+  description = "PostgreSQL Flexible Server host (store_kind = postgres; private DNS inside the VNet), null with SQLite."
+  value       = local.pg ? azurerm_postgresql_flexible_server.this[0].fqdn : null
+}
+
+output "store_password_secret_id" {
+  description = "Key Vault secret holding the store password (store_kind = postgres)."
+  value       = local.pg ? azurerm_key_vault_secret.store_password[0].versionless_id : null
+}

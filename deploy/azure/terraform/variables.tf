@@ -48,18 +48,91 @@ variable "container_image" {
   type        = string
 }
 
+variable "store_kind" {
+  description = "Where the cloud keeps its state: sqlite (one replica, the file on the Azure Files share) or postgres (Flexible Server, several replicas; postgres.tf)."
+  type        = string
+  default     = "sqlite"
+  validation {
+    condition     = contains(["sqlite", "postgres"], var.store_kind)
+    error_message = "store_kind must be sqlite or postgres."
+  }
+}
+
 variable "twin_api_min_replicas" {
-  type    = number
-  default = 1
+  description = "Fewest replicas with store_kind = postgres (at least 2: a replica's death leaves the API up). SQLite runs exactly one."
+  type        = number
+  default     = 2
 }
 
 variable "twin_api_max_replicas" {
-  description = "Replicas of the cloud (twin API, Event Hubs consumer, lakehouse writer). The SQLite state on the Azure Files share is mounted without cross-host locks (nobrl) and the lakehouse copy in Blob Storage has one writer, so this must stay 1."
+  description = "Most replicas (HTTP scale rule). Default: 10 on PostgreSQL, 1 on SQLite, where anything above 1 is refused (the state on the share has one writer)."
+  type        = number
+  default     = null
+}
+
+variable "twin_api_concurrent_requests" {
+  description = "HTTP scale rule: concurrent requests per replica before another is added (open SSE streams count)."
+  type        = number
+  default     = 100
+}
+
+variable "vnet_address_space" {
+  description = "VNet of the apps and PostgreSQL (store_kind = postgres): a /23 for the Container Apps environment and a /24 delegated to the server are cut from it."
+  type        = string
+  default     = "10.60.0.0/16"
+}
+
+variable "postgres_version" {
+  type    = string
+  default = "16"
+}
+
+variable "postgres_sku" {
+  description = "Flexible Server compute; zone-redundant HA needs General Purpose or Memory Optimized (not Burstable)."
+  type        = string
+  default     = "GP_Standard_D2ds_v5"
+}
+
+variable "postgres_storage_mb" {
+  type    = number
+  default = 65536
+}
+
+variable "postgres_high_availability" {
+  description = "Zone-redundant HA: a synchronous standby in another zone, automatic failover."
+  type        = bool
+  default     = true
+}
+
+variable "postgres_backup_retention_days" {
+  description = "Point-in-time restore window of the server's automatic backups (7-35 days)."
+  type        = number
+  default     = 35
+  validation {
+    condition     = var.postgres_backup_retention_days >= 7 && var.postgres_backup_retention_days <= 35
+    error_message = "postgres_backup_retention_days must be 7-35."
+  }
+}
+
+variable "postgres_geo_redundant_backup" {
+  description = "Keep the server's backups in the paired region too (geo-restore after a regional outage); set at creation only."
+  type        = bool
+  default     = true
+}
+
+variable "store_password_version" {
+  description = "Bump to generate and set a new store password (server and Key Vault; it is never in the state)."
   type        = number
   default     = 1
+}
+
+variable "lake_replication" {
+  description = "Replication of the lake account (ADLS Gen2): ZRS, or GZRS / RAGZRS for a geo-redundant copy in the paired region."
+  type        = string
+  default     = "ZRS"
   validation {
-    condition     = var.twin_api_max_replicas == 1
-    error_message = "twin_api_max_replicas must be 1: the SQLite state on the share and the lakehouse copy in Blob Storage have one writer (docs/deploy.md)."
+    condition     = contains(["LRS", "ZRS", "GRS", "RAGRS", "GZRS", "RAGZRS"], var.lake_replication)
+    error_message = "lake_replication must be one of LRS, ZRS, GRS, RAGRS, GZRS, RAGZRS."
   }
 }
 
@@ -102,6 +175,42 @@ variable "subnet_id" {
 }
 
 variable "log_retention_days" {
-  type    = number
-  default = 30
+  description = "Log Analytics retention (the seeds ask for a year of searchable logs; the audit trail itself is kept 7 years in the immutable audit container)."
+  type        = number
+  default     = 365
+  validation {
+    condition     = var.log_retention_days >= 30 && var.log_retention_days <= 730
+    error_message = "log_retention_days must be 30-730."
+  }
+}
+
+variable "audit_retention_days" {
+  description = "Time-based immutability of the audit container: each exported segment is undeletable and unchangeable this long (7 years)."
+  type        = number
+  default     = 2557
+}
+
+variable "audit_immutability_locked" {
+  description = "Lock the audit container's immutability policy (cannot be shortened or removed afterwards). false only for throwaway environments."
+  type        = bool
+  default     = true
+}
+
+variable "audit_replication" {
+  description = "Replication of the audit storage account (GRS: a regional outage does not lose the trail)."
+  type        = string
+  default     = "GRS"
+}
+
+variable "alert_emails" {
+  description = "E-mail addresses of the Azure Monitor action group (platform alerts)."
+  type        = list(string)
+  default     = []
+}
+
+variable "alert_webhook_url" {
+  description = "Webhook of the action group (a Teams/Slack workflow or an on-call service); empty: none."
+  type        = string
+  default     = ""
+  sensitive   = true
 }

@@ -1,9 +1,14 @@
 terraform {
-  required_version = ">= 1.6"
+  # 1.11: write-only arguments and ephemeral values keep the store password out of the state.
+  required_version = ">= 1.11"
   required_providers {
     azurerm = {
       source  = "hashicorp/azurerm"
-      version = "~> 4.0"
+      version = "~> 4.40"
+    }
+    random = {
+      source  = "hashicorp/random"
+      version = "~> 3.7"
     }
   }
 }
