@@ -2,9 +2,9 @@
  * The site broker (aedes). A QoS 1 PUBACK from here means the message is in the spool on disk:
  * aedes writes the PUBACK right after authorizePublish calls back, so that is where the spool
  * write happens (with group commit). Payloads are validated against the wire schema first; a bad
- * one is acknowledged (so the device does not resend it forever), counted and not stored.
+ * one is acknowledged (so the device does not resend it forever), counted and kept in quarantine.
  * A connected device's telemetry PUBLISHes skip aedes' parser and handlers (fast-path.ts)
- * and meet the same rate limit, checks and spool write in spoolTelemetry.
+ * and meet the same rate limit, checks and spool write (telemetry-spool.ts).
  */
 import type { IncomingMessage } from 'node:http';
 import type { Duplex } from 'node:stream';
@@ -13,10 +13,9 @@ import { Aedes, type AuthenticateError, type Client, type PublishPacket } from '
 import { EdgetwinError, ErrorCodes, errorMessage, isEdgetwinError } from '../../common/errors.js';
 import { modelTopics } from '../../common/wire/model-protocol.js';
 import { methodTopics } from '../../common/wire/c2d-protocol.js';
-import { DEVICE_ID_PATTERN, encodeQuarantine, topics } from '../../common/wire/record.js';
+import { DEVICE_ID_PATTERN, topics } from '../../common/wire/record.js';
 import { deviceFromUsername, type AuthContext } from './auth.js';
 import type { MqttListenerConfig } from './config.js';
-import { parseDeviceMessage, propertyBag } from './iothub-telemetry.js';
 import { MqttListeners, type ListenerPorts } from './listeners.js';
 import { AckWriter, attachFastPath, checkFastPath, type FastPathHandler } from './fast-path.js';
 import { AckGroup } from './ack-group.js';
@@ -26,6 +25,7 @@ import { capPacketSize } from './packet-cap.js';
 import { followReadiness, watchPubacks } from './device-events.js';
 import { TokenBuckets } from '../../common/token-bucket.js';
 import { TakeoverWatch } from './takeovers.js';
+import { TelemetrySpool } from './telemetry-spool.js';
 
 export type { MqttBrokerDeps, TwinHandler } from './broker-deps.js';
 
@@ -58,6 +58,7 @@ export class MqttBroker {
   private readonly acks = new AckWriter();
   private readonly group: AckGroup;
   private readonly takeovers: TakeoverWatch;
+  private readonly telemetry: TelemetrySpool;
 
   constructor(
     private readonly cfg: MqttListenerConfig,
@@ -66,6 +67,7 @@ export class MqttBroker {
     this.m = brokerMetrics(deps.registry);
     this.takeovers = new TakeoverWatch(deps.registry, deps.log);
     this.group = new AckGroup(this.m.accepted);
+    this.telemetry = new TelemetrySpool(cfg.maxPayloadBytes, deps, this.m, this.group);
     this.buckets = new TokenBuckets(cfg.rateLimit.messagesPerS, cfg.rateLimit.burst);
     fastPathCounter(deps.registry, this.acks);
   }
@@ -184,8 +186,8 @@ export class MqttBroker {
     },
     publish: (client, payload, topic, done) => {
       const device = (client as DeviceClient)[DEVICE]!;
-      if (!this.buckets.enabled) return this.spoolTelemetry(device, payload, topic, done);
-      this.throttle(device, () => this.spoolTelemetry(device, payload, topic, done), done);
+      if (!this.buckets.enabled) return this.telemetry.write(device, payload, topic, done);
+      this.throttle(device, () => this.telemetry.write(device, payload, topic, done), done);
     },
   };
 
@@ -298,7 +300,7 @@ export class MqttBroker {
       }
       done(err);
     };
-    this.throttle(device, () => this.spoolTelemetry(device, packet.payload as Buffer, () => packet.topic, spooled), done);
+    this.throttle(device, () => this.telemetry.write(device, packet.payload as Buffer, () => packet.topic, spooled), done);
   }
 
   /** The per-device rate limit (mqtt.rateLimit) in front of `next`. */
@@ -316,84 +318,6 @@ export class MqttBroker {
     if (waitMs === 0) return next();
     this.m.delayed.inc({ action: 'delay' });
     setTimeout(next, waitMs);
-  }
-
-  private spoolTelemetry(device: string, payload: Buffer, topic: () => string, done: (err: Error | null) => void): void {
-    if (payload.length > this.cfg.maxPayloadBytes) {
-      const why = `payload of ${payload.length} bytes is over mqtt.maxPayloadBytes (${this.cfg.maxPayloadBytes})`;
-      return this.quarantine(device, payload, topic, new EdgetwinError(ErrorCodes.PAYLOAD_TOO_LARGE, why), done);
-    }
-    let readings: number;
-    let build: (() => string) | undefined;
-    /** A metric map's fields that are not numeric metrics: the readings are stored, the message is also kept in quarantine. */
-    let partial: EdgetwinError | undefined;
-    try {
-      const bag = (): URLSearchParams => propertyBag(topic(), topics.telemetryPrefix(device));
-      const msg = parseDeviceMessage(device, payload, bag, Date.now(), this.deps.timestamps, this.deps.maxMetricsPerMessage);
-      readings = msg.kind === 'batch' ? msg.readings : msg.readings.length;
-      if (msg.kind === 'metrics') {
-        const seq = this.deps.sequencer;
-        if (!seq) throw new EdgetwinError(ErrorCodes.BAD_PAYLOAD, 'metric maps need a sequencer; send a telemetry batch');
-        if (msg.skipped > 0) {
-          this.m.skippedFields.inc(msg.skipped);
-          const more = msg.skipped > msg.skippedNames.length ? ` and ${msg.skipped - msg.skippedNames.length} more` : '';
-          const why = `fields that are not numeric metrics, not stored as readings: ${msg.skippedNames.join(', ')}${more}`;
-          partial = new EdgetwinError(ErrorCodes.BAD_VALUE, why);
-        }
-        build = () => seq.assign(device, msg.readings);
-      }
-    } catch (err) {
-      const e = isEdgetwinError(err) ? err : new EdgetwinError(ErrorCodes.BAD_PAYLOAD, errorMessage(err));
-      return this.quarantine(device, payload, topic, e, done);
-    }
-    const finish = (err: Error | null): void => {
-      if (err) {
-        this.m.rejected.inc({ code: isEdgetwinError(err) ? err.code : ErrorCodes.INTERNAL });
-        return done(err);
-      }
-      this.group.add(readings);
-      done(null);
-    };
-    const spool = (): void => {
-      if (build) this.deps.spoolWriter.write({ body: '', key: device }, finish, build);
-      else this.deps.spoolWriter.write({ body: payload.toString('utf8'), key: device }, finish);
-    };
-    if (!partial) return spool();
-    // The quarantine copy first: if the readings' write then fails, the device's resend repeats only
-    // a quarantine copy (harmless), never collector-numbered readings (which would be stored twice).
-    this.keep(device, payload, topic, partial, (err) => (err ? done(err) : spool()));
-  }
-
-  /**
-   * A payload the collector cannot read or will not store is acknowledged (the device must not
-   * resend it forever) and kept: its bytes and the reason go into the spool as a quarantine message
-   * (common/wire/record.ts) and reach the cloud's quarantine like telemetry — nothing a device
-   * publishes is silently dropped. Only the first bytes of an oversize payload are kept.
-   */
-  private quarantine(device: string, payload: Buffer, topic: () => string, err: EdgetwinError, done: (err: Error | null) => void): void {
-    this.m.rejected.inc({ code: err.code });
-    this.deps.log.warn({ device, code: err.code, bytes: payload.length, err: err.message }, 'payload refused: kept in quarantine');
-    this.keep(device, payload, topic, err, done);
-  }
-
-  /** Spools the quarantine message for `payload` (refused whole, or partly stored). */
-  private keep(device: string, payload: Buffer, topic: () => string, err: EdgetwinError, done: (err: Error | null) => void): void {
-    const t = topic();
-    const prefix = topics.telemetryPrefix(device);
-    const body = encodeQuarantine({
-      device,
-      ts: Date.now(),
-      code: err.code,
-      reason: err.message,
-      payload,
-      whole: payload.length <= this.cfg.maxPayloadBytes,
-      properties: t.startsWith(prefix) ? t.slice(prefix.length) : undefined,
-    });
-    this.deps.spoolWriter.write({ body, key: device }, (e) => {
-      if (e) this.m.rejected.inc({ code: isEdgetwinError(e) ? e.code : ErrorCodes.INTERNAL });
-      else this.m.quarantined.inc({ code: err.code });
-      done(e);
-    });
   }
 
   get clients(): number {

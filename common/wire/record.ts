@@ -5,6 +5,7 @@
 import { Ajv } from 'ajv';
 import { EdgetwinError, ErrorCodes } from '../errors.js';
 import { badValue, isWellFormed, jsonProblem, toWellFormed, unstorableBatch, unstorableReading } from './storable.js';
+import type { Sample } from './sample.js';
 import { TWIN_MAX_DEPTH } from './twin-protocol.js';
 
 export const WIRE_VERSION = 1;
@@ -14,18 +15,9 @@ export const WIRE_VERSION = 1;
 export const DEVICE_ID_PATTERN = "^(?!\\.{1,2}$)[A-Za-z0-9\\-.%_*?!(),:=@$']{1,128}$";
 export const METRIC_PATTERN = '^[A-Za-z_][A-Za-z0-9_.:-]{0,127}$';
 
-export interface Reading {
+export interface Reading extends Sample {
   /** Per-device sequence, strictly increasing across restarts. */
   seq: number;
-  /** Sample time, milliseconds since the Unix epoch (UTC). */
-  ts: number;
-  metric: string;
-  value: number;
-  unit: string;
-  /** Calibrated anomaly score in [0, 1], when a model scored the reading. */
-  score?: number;
-  /** Version of the model that produced `score`. */
-  model?: string;
   /** True when the reading crossed its alert threshold (sent in the priority lane). */
   alert?: boolean;
   /** Why an alert alerted (agent/scoring/explain.ts): only on readings with alert true. */

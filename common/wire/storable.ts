@@ -17,6 +17,7 @@
 import Type, { type Static } from 'typebox';
 import { Section } from '../config.js';
 import { EdgetwinError, ErrorCodes } from '../errors.js';
+import type { Sample } from './sample.js';
 
 /** The sample-time window, as configured (`timestamps` in the agent's and the collector's config). */
 export const timestampWindowSchema = Section({
@@ -62,17 +63,10 @@ export function toWellFormed(s: string): string {
 const safeUint = (v: unknown): boolean => Number.isSafeInteger(v) && (v as number) >= 0;
 
 /**
- * The reading fields the lake keeps, as any boundary sees them: those of the wire's Reading
- * (record.ts, which imports this file, so the fields are spelled out here rather than picked), seq
- * absent before the agent gives it, and of an explanation only the numbers checked here.
+ * The reading fields the lake keeps, as any boundary sees them: the sample, seq absent before the
+ * agent gives it, and of an explanation only the numbers checked here.
  */
-export type StorableReading = {
-  ts: number;
-  metric: string;
-  value: number;
-  unit: string;
-  score?: number;
-  model?: string;
+export type StorableReading = Sample & {
   seq?: number;
   explain?: { surprise: number; baseline: number; groups: ReadonlyArray<{ contribution: number }> };
 };
