@@ -30,7 +30,8 @@ import type { EventHubsConsumerConfig } from './event-hubs-config.js';
 import type { IngestPipeline } from './pipeline.js';
 import { SqliteCheckpointStore } from './sqlite-checkpoint-store.js';
 import { checkpointContainer } from './blob-checkpoint.js';
-import { ensureContainer, redactUrl } from '../lakehouse/blob-client.js';
+import { ensureContainer } from '../lakehouse/blob-client.js';
+import { redactUrl } from '../../common/redact.js';
 
 export const SITE_PROPERTY = 'edgetwin-site';
 /** Site of events that carry none (not sent by an edgetwin collector): kept and visible, not dropped. */

@@ -15,7 +15,6 @@ import type { ContainerClient, StoragePipelineOptions } from '@azure/storage-blo
 import { redactUrl } from '../../common/redact.js';
 
 // Re-exported for cloud/ingest/event-hubs-consumer.ts, which still imports it from here.
-export { redactUrl };
 
 export interface BlobLocation {
   /** Container URL without query, e.g. https://acct.blob.core.windows.net/lake. */
