@@ -29,8 +29,11 @@ t.test(`collector down ${OUTAGE_S} s while producing: backlog drains, nothing lo
   const atOutage = source.emitted;
   await new Promise((r) => setTimeout(r, OUTAGE_S * 1000)); // About time: an outage of OUTAGE_S seconds
   t.notOk(agent.uplink.connected, 'the agent saw the collector go');
-  t.ok(source.emitted - atOutage > OUTAGE_S * 1000, `the agent kept producing: ${source.emitted - atOutage} readings during the outage`);
-  t.ok(agent.outbox.depth().rows > OUTAGE_S * 1000, `and kept them in its outbox (${agent.outbox.depth().rows} rows)`);
+  // Counted, not timed: on a loaded machine the source runs slower, so the test waits for the
+  // backlog it needs (a second's worth per outage second) rather than asserting a rate.
+  await waitFor(() => agent.outbox.depth().rows > OUTAGE_S * 1000, 60_000, 'a backlog in the outbox');
+  t.notOk(agent.uplink.connected, 'still away');
+  t.ok(source.emitted > atOutage, `the agent kept producing: ${source.emitted - atOutage} readings during the outage`);
 
   collector = await startCollector(`${dir}/collector`, cloud.url, port);
   await waitFor(() => agent.uplink.connected, 10_000, 'reconnected');
