@@ -15,6 +15,7 @@ import { configDefaults, Section } from '../../common/config.js';
 import { EdgetwinError, ErrorCodes, errorMessage } from '../../common/errors.js';
 import { CMAPSS_FEATURES, CMAPSS_UNITS, cmapssValue, parseCmapssLine, type CmapssRow } from '../../common/models/cmapss.js';
 import type { Source, SourceContext, SourceReading } from '../types.js';
+import { runReplay } from './replay-run.js';
 
 export const cmapssReplayConfigSchema = Section(
   {
@@ -55,12 +56,7 @@ export class CmapssReplaySource implements Source {
     const size = statSync(this.cfg.file!).size; // a missing file fails the start (and is retried)
     if (size > this.cfg.maxFileBytes)
       throw new EdgetwinError(ErrorCodes.SOURCE, `${this.cfg.file}: ${size} bytes, over sources.cmapssReplay.maxFileBytes`);
-    void this.run(ctx).then(
-      () => {
-        if (!ctx.signal.aborted) ctx.finished();
-      },
-      (err) => ctx.fail(err),
-    );
+    runReplay(ctx, this.cfg.loop, () => this.replayOnce(ctx));
   }
 
   stop(): void {
@@ -86,12 +82,6 @@ export class CmapssReplaySource implements Source {
       }
     }
     return [...units.values()];
-  }
-
-  private async run(ctx: SourceContext): Promise<void> {
-    do {
-      await this.replayOnce(ctx);
-    } while (this.cfg.loop && !ctx.signal.aborted);
   }
 
   private async replayOnce(ctx: SourceContext): Promise<void> {

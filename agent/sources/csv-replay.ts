@@ -15,6 +15,7 @@ import { csvRows } from '../../common/csv.js';
 import { METRIC_PATTERN } from '../../common/wire/record.js';
 import type { Source, SourceContext, SourceReading } from '../types.js';
 import { ReplayProgress, type ProgressOutput } from './progress.js';
+import { runReplay } from './replay-run.js';
 
 const csvColumnSchema = Section({
   column: Type.String({ minLength: 1 }),
@@ -61,18 +62,7 @@ export class CsvReplaySource implements Source {
 
   start(ctx: SourceContext): void {
     statSync(this.cfg.file!); // a missing file fails the start (and is retried) rather than a silent no-op
-    void this.run(ctx).then(
-      () => {
-        if (!ctx.signal.aborted) ctx.finished();
-      },
-      (err) => ctx.fail(err),
-    );
-  }
-
-  private async run(ctx: SourceContext): Promise<void> {
-    do {
-      await this.replayOnce(ctx);
-    } while (this.cfg.loop && !ctx.signal.aborted);
+    runReplay(ctx, this.cfg.loop, () => this.replayOnce(ctx));
   }
 
   private async replayOnce(ctx: SourceContext): Promise<void> {

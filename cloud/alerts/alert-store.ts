@@ -8,6 +8,7 @@ import { EdgetwinError, ErrorCodes } from '../../common/errors.js';
 import type { AuditLog } from '../audit/audit-log.js';
 import type { Principal } from '../auth/tokens.js';
 import type { Queryable, Store } from '../store/store.js';
+import { Where } from '../store/where.js';
 import { normalizeRule, type Rule, type RuleSpec } from './rules.js';
 import type { Alert, AlertState } from './types.js';
 
@@ -117,27 +118,15 @@ export class AlertStore {
   }
 
   async list(q: AlertQuery, now = Date.now()): Promise<Alert[]> {
-    const where: string[] = [];
-    const args: (string | number)[] = [];
+    const where = new Where();
     const state = q.state ?? 'open';
-    if (state === 'open') where.push("state <> 'resolved'");
-    else if (state !== 'all') {
-      where.push('state = ?');
-      args.push(state);
-    }
-    for (const [col, v] of [
-      ['site', q.site],
-      ['device', q.device],
-      ['rule_id', q.ruleId],
-    ] as const) {
-      if (v === undefined) continue;
-      where.push(`${col} = ?`);
-      args.push(v);
-    }
-    const rows = await this.store.all<AlertRow>(
-      `SELECT * FROM alerts ${where.length ? `WHERE ${where.join(' AND ')}` : ''} ORDER BY started_at DESC, id LIMIT ?`,
-      [...args, q.limit],
-    );
+    if (state === 'open') where.add("state <> 'resolved'");
+    else if (state !== 'all') where.add('state = ?', state);
+    where.given('site = ?', q.site).given('device = ?', q.device).given('rule_id = ?', q.ruleId);
+    const rows = await this.store.all<AlertRow>(`SELECT * FROM alerts ${where.clause} ORDER BY started_at DESC, id LIMIT ?`, [
+      ...where.params,
+      q.limit,
+    ]);
     const silences = await this.activeSilences(this.store, now);
     return rows.map((r) => toAlert(r, silences));
   }

@@ -22,6 +22,8 @@ export interface ConditionContext {
 
 const round = (x: number, digits = 4): number => Math.round(x * 10 ** digits) / 10 ** digits;
 const siteFilter = (r: Rule, column = 'site'): [string, string[]] => (r.site ? [` AND ${column} = ?`, [r.site]] : ['', []]);
+/** An observation about a whole site (no device), keyed by the site. */
+const siteObservation = (site: string, value: number, summary: string): Observation => ({ key: site, site, device: null, value, summary });
 
 /** "top causes: value +6.25, daily +2.5, noise -0.35 (level head)" from the twin's newest alert, when it is about this metric. */
 export function explainText(lastAlert: string | null, metric: string | null): string {
@@ -99,60 +101,61 @@ async function siteStale(r: Rule, c: ConditionContext): Promise<Observation[]> {
     const ageMs = c.now - s.received;
     if (ageMs > limitMs) {
       const ageS = Math.round(ageMs / 1000);
-      out.push({
-        key: s.site,
-        site: s.site,
-        device: null,
-        value: ageS,
-        summary: `no heartbeat from site ${s.site}'s collector for ${ageS} s (limit ${Math.round(limitMs / 1000)} s)`,
-      });
+      out.push(
+        siteObservation(s.site, ageS, `no heartbeat from site ${s.site}'s collector for ${ageS} s (limit ${Math.round(limitMs / 1000)} s)`),
+      );
     }
   }
   return out;
 }
 
-async function batchRatios(r: Rule, c: ConditionContext): Promise<{ site: string; passed: number; quarantined: number; failed: number }[]> {
+/** Each site's batch figures over the rule's window, for the sites with at least `minCount` readings in it. */
+async function siteBatches(r: Rule, c: ConditionContext): Promise<{ site: string; passed: number; quarantined: number; total: number }[]> {
   const [where, args] = siteFilter(r);
-  return c.store.all(
+  const rows = await c.store.all<{ site: string; passed: number; quarantined: number; failed: number }>(
     `SELECT site, coalesce(sum(passed), 0) AS passed, coalesce(sum(quarantined), 0) AS quarantined,
             coalesce(sum(quarantined), 0) + coalesce(sum(rejected), 0) AS failed
        FROM batches WHERE received >= ?${where} GROUP BY site`,
     [c.now - r.windowS! * 1000, ...args],
   );
+  return rows
+    .map((s) => ({
+      site: s.site,
+      passed: Number(s.passed),
+      quarantined: Number(s.quarantined),
+      total: Number(s.passed) + Number(s.failed),
+    }))
+    .filter((s) => s.total >= (r.minCount ?? 1));
 }
 
 async function dataQuality(r: Rule, c: ConditionContext): Promise<Observation[]> {
   const out: Observation[] = [];
-  for (const s of await batchRatios(r, c)) {
-    const total = Number(s.passed) + Number(s.failed);
-    if (total < (r.minCount ?? 1)) continue;
-    const score = Number(s.passed) / total;
+  for (const s of await siteBatches(r, c)) {
+    const score = s.passed / s.total;
     if (score < r.below!)
-      out.push({
-        key: s.site,
-        site: s.site,
-        device: null,
-        value: round(score),
-        summary: `site ${s.site}: data quality ${round(score * 100, 2)} % over ${r.windowS} s (target ${round(r.below! * 100, 2)} %)`,
-      });
+      out.push(
+        siteObservation(
+          s.site,
+          round(score),
+          `site ${s.site}: data quality ${round(score * 100, 2)} % over ${r.windowS} s (target ${round(r.below! * 100, 2)} %)`,
+        ),
+      );
   }
   return out;
 }
 
 async function quarantineRate(r: Rule, c: ConditionContext): Promise<Observation[]> {
   const out: Observation[] = [];
-  for (const s of await batchRatios(r, c)) {
-    const total = Number(s.passed) + Number(s.failed);
-    if (total < (r.minCount ?? 1)) continue;
-    const rate = Number(s.quarantined) / total;
+  for (const s of await siteBatches(r, c)) {
+    const rate = s.quarantined / s.total;
     if (rate > (r.above ?? 0.05))
-      out.push({
-        key: s.site,
-        site: s.site,
-        device: null,
-        value: round(rate),
-        summary: `site ${s.site}: ${round(rate * 100, 2)} % of readings quarantined over ${r.windowS} s (limit ${round((r.above ?? 0.05) * 100, 2)} %)`,
-      });
+      out.push(
+        siteObservation(
+          s.site,
+          round(rate),
+          `site ${s.site}: ${round(rate * 100, 2)} % of readings quarantined over ${r.windowS} s (limit ${round((r.above ?? 0.05) * 100, 2)} %)`,
+        ),
+      );
   }
   return out;
 }

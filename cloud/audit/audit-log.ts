@@ -3,6 +3,7 @@
  * transaction as the change it records (`record(tx, …)`), so no change exists without its entry.
  */
 import type { Queryable, Store } from '../store/store.js';
+import { Where } from '../store/where.js';
 import type { Principal } from '../auth/tokens.js';
 
 export interface AuditEntry {
@@ -75,26 +76,13 @@ export class AuditLog {
 
   /** Newest first; `next` is the `before` of the following page, or null at the end. */
   async list(q: AuditQuery): Promise<{ items: AuditEntry[]; next: number | null }> {
-    const where: string[] = [];
-    const args: (string | number)[] = [];
-    if (q.device !== undefined) {
-      where.push('device = ?');
-      args.push(q.device);
-    }
-    if (q.site !== undefined) {
-      where.push('site = ?');
-      args.push(q.site);
-    }
-    if (q.action !== undefined) {
-      where.push('action = ?');
-      args.push(q.action);
-    }
-    if (q.before !== undefined) {
-      where.push('id < ?');
-      args.push(q.before);
-    }
-    const sql = `SELECT * FROM audit ${where.length ? `WHERE ${where.join(' AND ')}` : ''} ORDER BY id DESC LIMIT ?`;
-    const rows = await this.store.all<AuditRow>(sql, [...args, q.limit + 1]);
+    const where = new Where()
+      .given('device = ?', q.device)
+      .given('site = ?', q.site)
+      .given('action = ?', q.action)
+      .given('id < ?', q.before);
+    const sql = `SELECT * FROM audit ${where.clause} ORDER BY id DESC LIMIT ?`;
+    const rows = await this.store.all<AuditRow>(sql, [...where.params, q.limit + 1]);
     const more = rows.length > q.limit;
     const items = rows.slice(0, q.limit).map(auditEntryOf);
     return { items, next: more ? items[items.length - 1]!.id : null };

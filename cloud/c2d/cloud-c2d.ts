@@ -9,6 +9,7 @@ import { randomUUID } from 'node:crypto';
 import type { Server } from 'node:http';
 import { EdgetwinError, ErrorCodes, isEdgetwinError } from '../../common/errors.js';
 import type { Logger } from '../../common/log.js';
+import { KeyedWaiters } from '../../common/keyed-waiters.js';
 import { counter, histogram, type Registry } from '../../common/metrics.js';
 import type { AuditLog } from '../audit/audit-log.js';
 import type { Authenticator } from '../auth/authenticator.js';
@@ -43,7 +44,8 @@ export class CloudC2d {
   readonly channels: ChannelServer;
   private readonly relay: MethodRelay | undefined;
   private readonly audits: AuditBatch;
-  private readonly waiters = new Map<string, Set<() => void>>();
+  /** Calls waiting for their site's channel (connectTimeoutMs). */
+  private readonly waiters = new KeyedWaiters((site) => this.channels.get(site));
   private readonly inflight = new Map<string, number>();
   private readonly log: Logger;
   private sweepTimer: NodeJS.Timeout | undefined;
@@ -100,7 +102,7 @@ export class CloudC2d {
   async stop(): Promise<void> {
     clearInterval(this.sweepTimer);
     this.offBus?.();
-    for (const w of this.waiters.values()) for (const wake of w) wake();
+    this.waiters.wakeAll();
     await this.relay?.stop();
     await this.channels.close();
   }
@@ -134,7 +136,7 @@ export class CloudC2d {
       }
       if (!ch && req.connectTimeoutMs > 0) {
         const t0 = Date.now();
-        ch = await this.waitChannel(req.site, req.connectTimeoutMs);
+        ch = await this.waiters.wait(req.site, req.connectTimeoutMs);
         call.connectTimeoutMs = Math.max(0, req.connectTimeoutMs - (Date.now() - t0));
       }
       if (!ch) {
@@ -168,27 +170,12 @@ export class CloudC2d {
     this.mCalls.inc({ result: 'answered' });
   }
 
-  private waitChannel(site: string, ms: number): Promise<SiteChannel | undefined> {
-    return new Promise((resolve) => {
-      let set = this.waiters.get(site);
-      if (!set) this.waiters.set(site, (set = new Set()));
-      const wake = (): void => {
-        clearTimeout(timer);
-        set.delete(wake);
-        if (set.size === 0 && this.waiters.get(site) === set) this.waiters.delete(site);
-        resolve(this.channels.get(site));
-      };
-      const timer = setTimeout(wake, ms);
-      set.add(wake);
-    });
-  }
-
   private onChannel(site: string, ch: SiteChannel | undefined): void {
     void this.relay
       ?.holding(site, ch !== undefined)
       .catch((err: unknown) => this.log.warn({ site, err: String(err) }, 'method relay: presence not written'));
     if (!ch) return;
-    for (const wake of this.waiters.get(site) ?? []) wake();
+    this.waiters.wake(site);
     this.push(ch);
   }
 

@@ -9,6 +9,7 @@ import { randomUUID } from 'node:crypto';
 import { EdgetwinError, ErrorCodes } from '../../common/errors.js';
 import type { DeviceBoundMessage, MessageFeedback, MessageOutcome } from '../../common/wire/c2d-protocol.js';
 import { placeholders, type Queryable, type Store, type Tx } from '../store/store.js';
+import { Where } from '../store/where.js';
 
 export type MessageState = 'pending' | 'queued' | MessageOutcome;
 
@@ -105,18 +106,11 @@ export class CloudMessageStore {
     items: MessageView[];
     next: number | null;
   }> {
-    const where = ['device = ?'];
-    const args: (string | number)[] = [device];
-    if (q.state) {
-      where.push('state = ?');
-      args.push(q.state);
-    }
-    if (q.before !== undefined) {
-      where.push('seq < ?');
-      args.push(q.before);
-    }
-    const rows = await this.store.all<Row>(`SELECT * FROM device_messages WHERE ${where.join(' AND ')} ORDER BY seq DESC LIMIT ?`, [
-      ...args,
+    const where = new Where('device = ?', device);
+    if (q.state) where.add('state = ?', q.state);
+    where.given('seq < ?', q.before);
+    const rows = await this.store.all<Row>(`SELECT * FROM device_messages WHERE ${where.sql} ORDER BY seq DESC LIMIT ?`, [
+      ...where.params,
       q.limit + 1,
     ]);
     const more = rows.length > q.limit;

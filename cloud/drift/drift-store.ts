@@ -5,7 +5,8 @@
  */
 import type { PackedHistogram } from '../../common/drift/histogram.js';
 import type { DriftQuantity } from '../../common/models/manifest.js';
-import type { SqlValue, Store, Tx } from '../store/store.js';
+import type { Store, Tx } from '../store/store.js';
+import { Where } from '../store/where.js';
 import type { HistogramRow, StreamDrift } from './evaluate.js';
 
 export interface DriftHistogramRow {
@@ -115,18 +116,11 @@ export class DriftStore {
     return r?.t === null || r?.t === undefined ? undefined : Number(r.t);
   }
 
-  private scope(model: string, devices: readonly string[] | null, site: string | null): { sql: string; params: SqlValue[] } {
-    const where = ['model = ?'];
-    const params: SqlValue[] = [model];
-    if (site !== null) {
-      where.push('site = ?');
-      params.push(site);
-    }
-    if (devices !== null) {
-      where.push(devices.length === 0 ? '1 = 0' : `device IN (${devices.map(() => '?').join(', ')})`);
-      params.push(...devices);
-    }
-    return { sql: where.join(' AND '), params };
+  private scope(model: string, devices: readonly string[] | null, site: string | null): Where {
+    const where = new Where('model = ?', model);
+    if (site !== null) where.add('site = ?', site);
+    if (devices !== null) where.add(devices.length === 0 ? '1 = 0' : `device IN (${devices.map(() => '?').join(', ')})`, ...devices);
+    return where;
   }
 
   /** Every histogram of the cohort whose interval ended in [from, to): what the evaluator merges. */

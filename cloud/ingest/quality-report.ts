@@ -1,5 +1,6 @@
 /** Batch data-quality figures from the `batches` table (kept for ingest.batchIdRetentionDays). */
 import type { Queryable } from '../store/store.js';
+import { Where } from '../store/where.js';
 import { qualityScore } from './quality.js';
 
 export interface QualityQuery {
@@ -30,24 +31,14 @@ export async function qualityReport(
   db: Queryable,
   q: QualityQuery,
 ): Promise<{ summary: Record<string, number | null>; items: Record<string, unknown>[] }> {
-  const where = ['received >= ?', 'received < ?'];
-  const args: (string | number)[] = [q.from, q.to];
-  if (q.site !== undefined) {
-    where.push('site = ?');
-    args.push(q.site);
-  }
-  if (q.batchId !== undefined) {
-    where.push('batch_id = ?');
-    args.push(q.batchId);
-  }
-  const w = where.join(' AND ');
+  const where = new Where('received >= ?', q.from).add('received < ?', q.to).given('site = ?', q.site).given('batch_id = ?', q.batchId);
   const s = (await db.get<{ batches: number; readings: number; passed: number; quarantined: number; rejected: number; duplicates: number }>(
     `SELECT count(*) AS batches, coalesce(sum(readings),0) AS readings, coalesce(sum(passed),0) AS passed, coalesce(sum(quarantined),0) AS quarantined,
-      coalesce(sum(rejected),0) AS rejected, coalesce(sum(duplicates),0) AS duplicates FROM batches WHERE ${w}`,
-    args,
+      coalesce(sum(rejected),0) AS rejected, coalesce(sum(duplicates),0) AS duplicates FROM batches WHERE ${where.sql}`,
+    where.params,
   ))!;
   const summary = { ...s, score: qualityScore(s.passed, s.quarantined + s.rejected) };
-  const rows = await db.all<Row>(`SELECT * FROM batches WHERE ${w} ORDER BY received DESC LIMIT ?`, [...args, q.limit]);
+  const rows = await db.all<Row>(`SELECT * FROM batches WHERE ${where.sql} ORDER BY received DESC LIMIT ?`, [...where.params, q.limit]);
   const items = rows.map((r) => ({
     batchId: r.batch_id,
     site: r.site,

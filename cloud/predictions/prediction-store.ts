@@ -6,7 +6,8 @@
  * the dashboard's RUL chart and the `rul_low` alert signal.
  */
 import type { Observation } from '../alerts/signals.js';
-import type { Queryable, SqlValue, Store, Tx } from '../store/store.js';
+import type { Queryable, Store, Tx } from '../store/store.js';
+import { Where } from '../store/where.js';
 
 export interface PredictionRow {
   device: string;
@@ -119,27 +120,13 @@ export class PredictionStore {
 
   /** History of one device (one asset or all), oldest first, cursor-paged. */
   async history(device: string, q: HistoryQuery): Promise<{ items: PredictionView[]; next: string | null }> {
-    const where = ['device = ?'];
-    const params: SqlValue[] = [device];
-    if (q.asset !== undefined) {
-      where.push('asset = ?');
-      params.push(q.asset);
-    }
-    if (q.from !== undefined) {
-      where.push('ts >= ?');
-      params.push(q.from);
-    }
-    if (q.to !== undefined) {
-      where.push('ts < ?');
-      params.push(q.to);
-    }
+    const where = new Where('device = ?', device).given('asset = ?', q.asset).given('ts >= ?', q.from).given('ts < ?', q.to);
     if (q.after !== undefined) {
       const [ts, epoch, seq] = q.after.split(':').map(Number);
-      where.push('(ts, epoch, seq) > (?, ?, ?)');
-      params.push(ts!, epoch!, seq!);
+      where.add('(ts, epoch, seq) > (?, ?, ?)', ts!, epoch!, seq!);
     }
-    const rows = await this.store.all<Row>(`SELECT * FROM predictions WHERE ${where.join(' AND ')} ORDER BY ts, epoch, seq LIMIT ?`, [
-      ...params,
+    const rows = await this.store.all<Row>(`SELECT * FROM predictions WHERE ${where.sql} ORDER BY ts, epoch, seq LIMIT ?`, [
+      ...where.params,
       q.limit + 1,
     ]);
     const more = rows.length > q.limit;

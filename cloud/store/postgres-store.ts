@@ -17,16 +17,8 @@ import { DiskFullWatch } from './disk-full.js';
 import type { DdlTx } from './migrate.js';
 import { migrate } from './migrator.js';
 import { PgSession } from './pg-session.js';
-import {
-  CHANGES_CHANNEL,
-  type ChangeInput,
-  type Lease,
-  type RunResult,
-  type SqlValue,
-  type Store,
-  type Tx,
-  type TxOptions,
-} from './store.js';
+import { CHANGES_CHANNEL } from './store.js';
+import type { ChangeInput, Lease, RunResult, SqlValue, Store, Tx, TxOptions } from './store.js';
 
 export interface PostgresStoreOptions {
   /** `postgres://user@host:port/db?sslmode=…`; a password in it works but belongs in `password`. */

@@ -15,16 +15,8 @@ import { sqliteDialect } from './dialect.js';
 import { DiskFullWatch } from './disk-full.js';
 import { splitStatements, type DdlTx } from './migrate.js';
 import { migrate } from './migrator.js';
-import {
-  CHANGES_CHANNEL,
-  type ChangeInput,
-  type Lease,
-  type RunResult,
-  type SqlValue,
-  type Store,
-  type Tx,
-  type TxOptions,
-} from './store.js';
+import { CHANGES_CHANNEL } from './store.js';
+import type { ChangeInput, Lease, RunResult, SqlValue, Store, Tx, TxOptions } from './store.js';
 import { LocalBus } from './wake-bus.js';
 
 export interface SqliteStoreOptions {

@@ -7,35 +7,24 @@ import { EdgetwinError, ErrorCodes } from '../../common/errors.js';
 import type { DesiredFeedPage } from '../../common/wire/desired-feed.js';
 import type { CloudTwinsConfig } from '../config.js';
 import { placeholders, type Queryable } from '../store/store.js';
+import { Where } from '../store/where.js';
 import { TAG_KEY, twinView, type MetricRow, type SiteSummary, type TwinFilter, type TwinRow, type TwinView } from './twin-view.js';
 
 /** One page of twins matching `f`, ordered by device id; `next` is the cursor of the following page. */
 export async function listTwins(q: Queryable, cfg: CloudTwinsConfig, f: TwinFilter): Promise<{ items: TwinView[]; next: string | null }> {
   const d = q.dialect;
-  const where: string[] = [];
-  const args: (string | number)[] = [];
-  const add = (sql: string, ...a: (string | number)[]): void => {
-    where.push(sql);
-    args.push(...a);
-  };
-  if (f.device !== undefined) add('device = ?', f.device);
-  if (f.site !== undefined) add('site = ?', f.site);
-  if (f.type !== undefined) add(`coalesce(device_type, ${d.jsonField('reported')}) = ?`, d.jsonKey('deviceType'), f.type);
+  const where = new Where().given('device = ?', f.device).given('site = ?', f.site);
+  if (f.type !== undefined) where.add(`coalesce(device_type, ${d.jsonField('reported')}) = ?`, d.jsonKey('deviceType'), f.type);
   for (const tag of f.tags ?? []) {
     const i = tag.indexOf(':');
     const k = i < 0 ? tag : tag.slice(0, i);
     if (!TAG_KEY.test(k)) throw new EdgetwinError(ErrorCodes.BAD_REQUEST, `tag filter "${tag}": key must match ${TAG_KEY.source}`);
-    if (i < 0) add(d.jsonHas('tags'), d.jsonKey(k));
-    else add(`${d.jsonField('tags')} = ?`, d.jsonKey(k), tag.slice(i + 1));
+    if (i < 0) where.add(d.jsonHas('tags'), d.jsonKey(k));
+    else where.add(`${d.jsonField('tags')} = ?`, d.jsonKey(k), tag.slice(i + 1));
   }
-  if (f.anomalous !== undefined) add('anomalous = ?', f.anomalous ? 1 : 0);
-  if (f.lastSeenBefore !== undefined) add('last_seen < ?', f.lastSeenBefore);
-  if (f.lastSeenAfter !== undefined) add('last_seen > ?', f.lastSeenAfter);
-  if (f.after !== undefined) add('device > ?', f.after);
-  const rows = await q.all<TwinRow>(`SELECT * FROM twins ${where.length ? `WHERE ${where.join(' AND ')}` : ''} ORDER BY device LIMIT ?`, [
-    ...args,
-    f.limit + 1,
-  ]);
+  if (f.anomalous !== undefined) where.add('anomalous = ?', f.anomalous ? 1 : 0);
+  where.given('last_seen < ?', f.lastSeenBefore).given('last_seen > ?', f.lastSeenAfter).given('device > ?', f.after);
+  const rows = await q.all<TwinRow>(`SELECT * FROM twins ${where.clause} ORDER BY device LIMIT ?`, [...where.params, f.limit + 1]);
   const page = rows.slice(0, f.limit);
   const metrics = page.length
     ? await q.all<MetricRow>(

@@ -15,7 +15,7 @@ import type { JsonObject } from '../../common/config.js';
 import { EdgetwinError, ErrorCodes } from '../../common/errors.js';
 import { jsonEqual, mergePatch } from '../../common/merge-patch.js';
 import type { DesiredFeedPage } from '../../common/wire/desired-feed.js';
-import type { Reading, ReportedMessage } from '../../common/wire/record.js';
+import type { ReportedMessage } from '../../common/wire/record.js';
 import { checkTwinDocument } from '../../common/wire/twin-protocol.js';
 import type { ChangeFeed } from '../store/change-feed.js';
 import { withTx, type Queryable, type Store, type Tx } from '../store/store.js';
@@ -26,16 +26,7 @@ import { requireDevice } from '../auth/site-policy.js';
 import { checkIfMatch } from './if-match.js';
 import { TwinIngestWrites } from './twin-ingest.js';
 import { desiredFeed, listTwins, siteSummaries } from './twin-queries.js';
-import {
-  twinHealth,
-  twinView,
-  type LatestReading,
-  type MetricRow,
-  type SiteSummary,
-  type TwinFilter,
-  type TwinRow,
-  type TwinView,
-} from './twin-view.js';
+import { twinHealth, twinView, type MetricRow, type SiteSummary, type TwinFilter, type TwinRow, type TwinView } from './twin-view.js';
 
 export {
   TAG_KEY,
@@ -99,19 +90,14 @@ export class TwinStore {
 
   // ---- ingest side (called inside the ingest transaction) ----
 
-  /** Records new telemetry of one device: counts, last seen, newest value per metric, anomaly state. */
-  async applyTelemetry(
-    tx: Tx,
-    device: string,
-    site: string,
-    now: number,
-    stored: number,
-    latest: Iterable<LatestReading>,
-    model: string | undefined,
-    lastAlert?: Reading,
-  ): Promise<void> {
+  /**
+   * Records new telemetry of one device: counts, last seen, newest value per metric, anomaly state.
+   * The parameters are TwinIngestWrites.telemetry's, passed on as they are: one signature to keep in step.
+   */
+  async applyTelemetry(...args: Parameters<TwinIngestWrites['telemetry']>): Promise<void> {
+    const [tx, device] = args;
     this.touch(tx, device);
-    await this.ingestWrites.telemetry(tx, device, site, now, stored, latest, model, lastAlert);
+    await this.ingestWrites.telemetry(...args);
   }
 
   /** Merges a reported-properties patch (a retried one is skipped). Returns whether the twin changed, or why it was refused (document size). */

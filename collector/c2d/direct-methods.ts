@@ -10,6 +10,7 @@
 import { randomBytes } from 'node:crypto';
 import type { Client, PublishPacket } from 'aedes';
 import { EdgetwinError, ErrorCodes } from '../../common/errors.js';
+import { KeyedWaiters } from '../../common/keyed-waiters.js';
 import type { Logger } from '../../common/log.js';
 import { counter, gauge, histogram, type Registry } from '../../common/metrics.js';
 import { filterMatches, METHOD_MAX_PAYLOAD_BYTES, methodTopics, parseMethodTopic } from '../../common/wire/c2d-protocol.js';
@@ -45,7 +46,8 @@ export class DirectMethods implements TwinHandler {
   private readonly pending = new Map<string, Pending>();
   /** rid → device, for answers that arrive after their request timed out. */
   private readonly late = new Map<string, { device: string; until: number }>();
-  private readonly waiters = new Map<string, Set<() => void>>();
+  /** Invocations waiting for their device's client to be ready (connectTimeoutS). */
+  private readonly waiters = new KeyedWaiters((device) => this.ready(device));
   private readonly direct = new WeakSet<Buffer>();
   private readonly ridPrefix = randomBytes(3).toString('hex');
   private nextRid = 1;
@@ -81,7 +83,7 @@ export class DirectMethods implements TwinHandler {
     responseTimeoutMs: number,
     connectTimeoutMs: number,
   ): Promise<MethodResult> {
-    const client = this.ready(device) ?? (connectTimeoutMs > 0 ? await this.waitReady(device, connectTimeoutMs) : undefined);
+    const client = this.ready(device) ?? (connectTimeoutMs > 0 ? await this.waiters.wait(device, connectTimeoutMs) : undefined);
     if (!client) {
       this.mCalls.inc({ result: 'not_online' });
       throw new EdgetwinError(
@@ -161,10 +163,7 @@ export class DirectMethods implements TwinHandler {
 
   /** The device's client is ready: wake invocations waiting for it (connectTimeoutS). */
   onReady(device: string): void {
-    const w = this.waiters.get(device);
-    if (!w || !this.ready(device)) return;
-    this.waiters.delete(device);
-    for (const wake of w) wake();
+    if (this.waiters.has(device) && this.ready(device)) this.waiters.wake(device);
   }
 
   /** The client is gone: its unanswered requests fail now rather than at their timeout. */
@@ -187,8 +186,7 @@ export class DirectMethods implements TwinHandler {
   /** Fails everything pending (the collector is stopping). */
   close(): void {
     for (const rid of [...this.pending.keys()]) this.fail(rid, new EdgetwinError(ErrorCodes.GATEWAY, 'collector stopping'));
-    for (const w of this.waiters.values()) for (const wake of w) wake();
-    this.waiters.clear();
+    this.waiters.wakeAll();
   }
 
   private ready(device: string): Client | undefined {
@@ -197,20 +195,6 @@ export class DirectMethods implements TwinHandler {
     const subs = (c as Client & { subscriptions?: Record<string, unknown> }).subscriptions ?? {};
     const probe = methodTopics.request('m', '1');
     return Object.keys(subs).some((f) => filterMatches(f, probe)) ? c : undefined;
-  }
-
-  private waitReady(device: string, ms: number): Promise<Client | undefined> {
-    return new Promise((resolve) => {
-      let set = this.waiters.get(device);
-      if (!set) this.waiters.set(device, (set = new Set()));
-      const wake = (): void => {
-        clearTimeout(timer);
-        set.delete(wake);
-        resolve(this.ready(device));
-      };
-      const timer = setTimeout(wake, ms);
-      set.add(wake);
-    });
   }
 
   private fail(rid: string, err: EdgetwinError): void {

@@ -10,7 +10,8 @@ import t from 'tap';
 import { ErrorCodes } from '../../common/errors.js';
 import { createRegistry, type Registry } from '../../common/metrics.js';
 import { FILE_CAP_MARGIN_BYTES, LANE_NORMAL, LANE_PRIORITY, SqliteOutbox, type OutboxConfig } from '../../common/outbox/outbox.js';
-import { CountingSource, silent, startAgent, tempDir, waitFor } from '../helpers/stack.js';
+import { openOutbox } from '../helpers/outbox.js';
+import { CountingSource, startAgent, tempDir, waitFor } from '../helpers/stack.js';
 
 function reading(seq: number): string {
   return JSON.stringify({
@@ -23,10 +24,7 @@ function reading(seq: number): string {
 }
 
 function capped(dir: string, maxFileBytes: number, over: Partial<OutboxConfig> = {}, registry?: Registry): SqliteOutbox {
-  return new SqliteOutbox(
-    { path: join(dir, 'o.db'), maxBytes: maxFileBytes, maxFileBytes, whenFull: 'drop_oldest', synchronous: 'normal', ...over },
-    { log: silent(), registry },
-  );
+  return openOutbox(dir, { maxBytes: maxFileBytes, maxFileBytes, ...over }, registry);
 }
 
 async function metricValue(reg: Registry, name: string, labels: Record<string, string>): Promise<number> {
@@ -133,7 +131,7 @@ t.test('whenFull=block refuses writes at the file cap and accepts them once rows
 t.test('whenFull=block takes a write larger than maxBytes into an empty store (no writer can livelock)', async (t) => {
   const { dir, cleanup } = tempDir();
   t.teardown(cleanup);
-  const o = new SqliteOutbox({ path: join(dir, 'o.db'), maxBytes: 4096, whenFull: 'block', synchronous: 'normal' }, { log: silent() });
+  const o = openOutbox(dir, { maxBytes: 4096, whenFull: 'block' });
   o.append([{ body: 'a'.repeat(3000) }, { body: 'b'.repeat(3000) }]);
   t.equal(o.depth().rows, 2, 'a group commit of 6000 bytes into an empty 4096-byte store goes in');
   t.throws(() => o.append([{ body: 'c' }]), { code: ErrorCodes.STORE_FULL }, 'after that, writes wait for room as usual');
@@ -162,10 +160,7 @@ t.test('drops inside a transaction that rolls back are neither done nor counted'
   const { dir, cleanup } = tempDir();
   t.teardown(cleanup);
   const reg = createRegistry('test');
-  const o = new SqliteOutbox(
-    { path: join(dir, 'o.db'), maxBytes: 4096, whenFull: 'drop_oldest', synchronous: 'normal' },
-    { log: silent(), registry: reg },
-  );
+  const o = openOutbox(dir, { maxBytes: 4096 }, reg);
   o.append([{ body: 'x'.repeat(3000) }]);
   t.throws(() =>
     o.transaction(() => {

@@ -8,11 +8,11 @@ import { join } from 'node:path';
 import { existsSync } from 'node:fs';
 import { EventHubProducerClient } from '@azure/event-hubs';
 import { BlobCheckpointStore } from '@azure/eventhubs-checkpointstore-blob';
-import { AnonymousCredential, ContainerClient, ContainerSASPermissions, StorageSharedKeyCredential } from '@azure/storage-blob';
+import { AnonymousCredential, ContainerClient, StorageSharedKeyCredential } from '@azure/storage-blob';
 import t from 'tap';
 import { call, readings, startTestCloud, telemetry } from '../helpers/cloud.js';
 import { BlobTestServer } from '../helpers/blob-server.js';
-import { EventHubsTestServer } from '../helpers/event-hubs-server.js';
+import { startCheckpointHub } from '../helpers/checkpoint-hub.js';
 import { tempDir, waitFor } from '../helpers/util.js';
 
 t.test('BlobCheckpointStore on the test server: ownership by etag, checkpoints, listing', async (t) => {
@@ -103,17 +103,7 @@ t.test('BlobCheckpointStore on the test server: ownership by etag, checkpoints, 
 t.test('consumer with blob checkpoints (container URL + SAS): another host resumes from them', async (t) => {
   const { dir, cleanup } = tempDir();
   t.teardown(cleanup);
-  const blob = await new BlobTestServer().start();
-  t.teardown(() => blob.close());
-  const hub = await new EventHubsTestServer({ partitionCount: 2 }).start();
-  t.teardown(() => hub.close());
-  // The Terraform gives the container URL; here a SAS in its query stands in for managed identity.
-  const admin = new ContainerClient(`${blob.endpoint}/eh-checkpoints`, new StorageSharedKeyCredential(blob.account, blob.key));
-  await admin.create();
-  const sasUrl = await admin.generateSasUrl({
-    permissions: ContainerSASPermissions.parse('rwdlc'),
-    expiresOn: new Date(Date.now() + 3_600_000),
-  });
+  const { blob, hub, containerUrl } = await startCheckpointHub(t, 2);
   const eh = {
     eventHubs: {
       enabled: true,
@@ -122,7 +112,7 @@ t.test('consumer with blob checkpoints (container URL + SAS): another host resum
       maxWaitTimeMs: 200,
       loadBalancingStrategy: 'greedy',
       updateIntervalMs: 500,
-      checkpoint: { store: 'blob', containerUrl: sasUrl },
+      checkpoint: { store: 'blob', containerUrl },
     },
   };
   const producer = new EventHubProducerClient(hub.connectionString);

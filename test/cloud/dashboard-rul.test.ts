@@ -11,8 +11,9 @@ import { chromium, type Browser } from 'playwright-core';
 import t from 'tap';
 import { request } from 'undici';
 import { Histogram } from '../../common/drift/histogram.js';
-import { mulberry32 } from '../../common/random.js';
+import type { Reading } from '../../common/wire/record.js';
 import { variant } from '../helpers/models.js';
+import { driftReading, gauss, rulPrediction } from '../helpers/readings.js';
 import { startCloud, tempDir, waitFor } from '../helpers/stack.js';
 
 const CHROMIUM = '/usr/bin/chromium';
@@ -39,7 +40,7 @@ t.test('dashboard: RUL chart with its threshold, drift page with a drifting coho
   t.equal(await post('/v1/models', model), 201);
 
   const now = Date.now();
-  const readings: Record<string, unknown>[] = [];
+  const readings: Reading[] = [];
   let seq = 0;
   // Two assets, 50 hourly predictions each, going down to below the threshold of 30.
   for (const [asset, end] of [
@@ -48,39 +49,19 @@ t.test('dashboard: RUL chart with its threshold, drift page with a drifting coho
   ] as const) {
     for (let i = 0; i < 50; i++) {
       const rul = end + (49 - i) * 2;
-      readings.push({
-        seq: ++seq,
-        ts: now - (49 - i) * 3_600_000,
-        metric: `${asset}.rul`,
-        value: rul,
-        unit: 'cycle',
-        model: 'rul-1.0.0',
-        kind: 'prediction',
-        asset,
-        ...(rul < 30 ? { alert: true } : {}),
-      });
+      readings.push(rulPrediction(++seq, now - (49 - i) * 3_600_000, asset, rul, rul < 30));
     }
   }
   // Drift histograms of `temp`: the baseline three days ago, today 0.5 σ higher.
-  const g = mulberry32(3);
-  const normal = (shift: number): number[] =>
-    Array.from({ length: 4000 }, () => Math.sqrt(-2 * Math.log(1 - g())) * Math.cos(2 * Math.PI * g()) + shift);
+  const g = gauss(3);
+  const normal = (shift: number): number[] => Array.from({ length: 4000 }, () => g() + shift);
   for (const [from, shift] of [
     [now - 3 * DAY, 0],
     [now - 3 * DAY + 3_600_000, 0],
     [now - 2 * 3_600_000, 0.5],
   ] as const) {
     const h = Histogram.of({ lo: -8, hi: 8, bins: 64 }, normal(shift));
-    readings.push({
-      seq: ++seq,
-      ts: from + 3_600_000,
-      metric: 'temp',
-      value: h.total,
-      unit: '1',
-      model: 'forecaster-9.0.0',
-      kind: 'drift',
-      drift: { stream: 'temp', quantity: 'input', from, ...h.pack() },
-    });
+    readings.push(driftReading(++seq, from, from + 3_600_000, 'temp', h, 'forecaster-9.0.0'));
   }
   const status = await post('/v1/ingest', {
     v: 1,

@@ -6,12 +6,10 @@
  */
 import { join } from 'node:path';
 import { EventHubProducerClient } from '@azure/event-hubs';
-import { ContainerClient, ContainerSASPermissions, StorageSharedKeyCredential } from '@azure/storage-blob';
 import t from 'tap';
 import type { Cloud } from '../../cloud/cloud.js';
 import { call, duckSql, readings, startTestCloud, telemetry } from '../helpers/cloud.js';
-import { BlobTestServer } from '../helpers/blob-server.js';
-import { EventHubsTestServer } from '../helpers/event-hubs-server.js';
+import { startCheckpointHub } from '../helpers/checkpoint-hub.js';
 import { sharedPostgres } from '../helpers/stores.js';
 import { tempDir, waitFor } from '../helpers/util.js';
 
@@ -22,16 +20,7 @@ interface EhHealth {
 t.test('two replicas share the partitions; a stopped one hands them over', async (t) => {
   const { dir, cleanup } = tempDir();
   t.teardown(cleanup);
-  const blob = await new BlobTestServer().start();
-  t.teardown(() => blob.close());
-  const hub = await new EventHubsTestServer({ partitionCount: 4 }).start();
-  t.teardown(() => hub.close());
-  const admin = new ContainerClient(`${blob.endpoint}/eh-checkpoints`, new StorageSharedKeyCredential(blob.account, blob.key));
-  await admin.create();
-  const sasUrl = await admin.generateSasUrl({
-    permissions: ContainerSASPermissions.parse('rwdlc'),
-    expiresOn: new Date(Date.now() + 3_600_000),
-  });
+  const { hub, containerUrl } = await startCheckpointHub(t, 4);
   const pg = await sharedPostgres();
   const url = await pg.createDatabase();
   const lake = join(dir, 'lake');
@@ -46,7 +35,7 @@ t.test('two replicas share the partitions; a stopped one hands them over', async
       loadBalancingStrategy: 'balanced',
       updateIntervalMs: 300,
       ownershipExpirationMs: 3000,
-      checkpoint: { store: 'blob', containerUrl: sasUrl },
+      checkpoint: { store: 'blob', containerUrl },
     },
   };
   const a = await startTestCloud(join(dir, 'a'), overrides);

@@ -15,17 +15,12 @@ import type { Store } from '../../cloud/store/store.js';
 import { configDefaults } from '../../common/config.js';
 import { compareHistograms } from '../../common/drift/compare.js';
 import { Histogram, type HistogramSpec } from '../../common/drift/histogram.js';
-import { mulberry32 } from '../../common/random.js';
 import type { Reading } from '../../common/wire/record.js';
+import { driftReading as drift, gauss, rulPrediction } from '../helpers/readings.js';
 import { eachStore } from '../helpers/stores.js';
 
 const DAY = 86_400_000;
 const SPEC: HistogramSpec = { lo: -4, hi: 4, bins: 64 };
-
-function gauss(seed: number): () => number {
-  const r = mulberry32(seed);
-  return () => Math.sqrt(-2 * Math.log(1 - r())) * Math.cos(2 * Math.PI * r());
-}
 
 async function ingest(store: Store, site: string, device: string, epoch: number, readings: Reading[], now: number): Promise<void> {
   const d = new DerivedReadings({ predictions: new PredictionStore(store), drift: new DriftStore(store) });
@@ -33,32 +28,8 @@ async function ingest(store: Store, site: string, device: string, epoch: number,
   await store.tx((tx) => d.persist(tx, now));
 }
 
-function prediction(seq: number, ts: number, asset: string, rul: number, alert = false): Reading {
-  return {
-    seq,
-    ts,
-    metric: `${asset}.rul`,
-    value: rul,
-    unit: 'cycle',
-    model: 'rul-1.0.0',
-    kind: 'prediction',
-    asset,
-    ...(alert ? { alert } : {}),
-  };
-}
-
 function driftReading(seq: number, from: number, to: number, stream: string, values: number[], model = 'fc-9'): Reading {
-  const h = Histogram.of(SPEC, values);
-  return {
-    seq,
-    ts: to,
-    metric: stream,
-    value: h.total,
-    unit: '1',
-    model,
-    kind: 'drift',
-    drift: { stream, quantity: 'input', from, ...h.pack() },
-  };
+  return drift(seq, from, to, stream, Histogram.of(SPEC, values), model);
 }
 
 eachStore(t, 'predictions: stored once, newest per asset, history paged, rul_low', async (t, f) => {
@@ -70,12 +41,12 @@ eachStore(t, 'predictions: stored once, newest per asset, history paged, rul_low
     'plant-1',
     'dev-1',
     1,
-    [prediction(1, t0, 'engine-1', 120), prediction(2, t0 + 60_000, 'engine-1', 118.5), prediction(3, t0, 'engine-2', 40)],
+    [rulPrediction(1, t0, 'engine-1', 120), rulPrediction(2, t0 + 60_000, 'engine-1', 118.5), rulPrediction(3, t0, 'engine-2', 40)],
     t0,
   );
   // The same batch again (a retried POST) and a late backlog reading older than the newest.
-  await ingest(store, 'plant-1', 'dev-1', 1, [prediction(1, t0, 'engine-1', 120), prediction(2, t0 + 60_000, 'engine-1', 118.5)], t0);
-  await ingest(store, 'plant-1', 'dev-1', 0, [prediction(9, t0 + 30_000, 'engine-1', 5, true)], t0);
+  await ingest(store, 'plant-1', 'dev-1', 1, [rulPrediction(1, t0, 'engine-1', 120), rulPrediction(2, t0 + 60_000, 'engine-1', 118.5)], t0);
+  await ingest(store, 'plant-1', 'dev-1', 0, [rulPrediction(9, t0 + 30_000, 'engine-1', 5, true)], t0);
   const latest = await p.latest('dev-1');
   t.match(latest['engine-1'], {
     rulCycles: 118.5,
@@ -98,7 +69,7 @@ eachStore(t, 'predictions: stored once, newest per asset, history paged, rul_low
   );
   t.equal(page2.next, null);
   t.same(await p.lowRul(), [], 'the newest predictions are above their thresholds');
-  await ingest(store, 'plant-1', 'dev-1', 1, [prediction(4, t0 + 120_000, 'engine-2', 12, true)], t0);
+  await ingest(store, 'plant-1', 'dev-1', 1, [rulPrediction(4, t0 + 120_000, 'engine-2', 12, true)], t0);
   t.match(await p.lowRul(), [{ key: 'dev-1/engine-2', site: 'plant-1', device: 'dev-1', value: 12, labels: { asset: 'engine-2' } }]);
   t.match(
     await store.all('SELECT type, device FROM changes WHERE type = ? ORDER BY id', ['prediction']),

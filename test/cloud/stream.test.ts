@@ -5,37 +5,9 @@
  */
 import { join } from 'node:path';
 import t from 'tap';
-import { request } from 'undici';
 import { call, envelope, readings, startTestCloud, telemetry } from '../helpers/cloud.js';
+import { openSse } from '../helpers/sse.js';
 import { tempDir, waitFor } from '../helpers/util.js';
-
-interface Sse {
-  event: string;
-  data: { id: number; type: string; site: string; device: string; data: Record<string, unknown> };
-}
-
-async function openStream(
-  url: string,
-  headers: Record<string, string> = {},
-): Promise<{ events: Sse[]; status: number; contentType: string; close: () => void }> {
-  const ac = new AbortController();
-  const res = await request(url, { headers, signal: ac.signal });
-  const events: Sse[] = [];
-  let buf = '';
-  res.body.on('data', (chunk: Buffer) => {
-    buf += chunk.toString('utf8');
-    let i;
-    while ((i = buf.indexOf('\n\n')) >= 0) {
-      const block = buf.slice(0, i);
-      buf = buf.slice(i + 2);
-      const event = /^event: (.*)$/m.exec(block)?.[1];
-      const data = /^data: (.*)$/m.exec(block)?.[1];
-      if (event && data) events.push({ event, data: JSON.parse(data) as Sse['data'] });
-    }
-  });
-  res.body.on('error', () => undefined);
-  return { events, status: res.statusCode, contentType: String(res.headers['content-type']), close: () => ac.abort() };
-}
 
 t.test('SSE: events arrive, filtered and scoped', async (t) => {
   const { dir, cleanup } = tempDir();
@@ -50,9 +22,9 @@ t.test('SSE: events arrive, filtered and scoped', async (t) => {
   const badType = await call('GET', `${cloud.url}/v1/stream?types=gossip`, { token: admin });
   t.same([badType.status, badType.body.code], [400, 'EDGETWIN_ERR_BAD_REQUEST']);
 
-  const scoped = await openStream(`${cloud.url}/v1/stream?access_token=${viewerA}`);
-  const anomaliesOnly = await openStream(`${cloud.url}/v1/stream?types=anomaly`, { authorization: `Bearer ${admin}` });
-  const oneDevice = await openStream(`${cloud.url}/v1/stream?device=b-1&types=twin,desired`, { authorization: `Bearer ${admin}` });
+  const scoped = await openSse(`${cloud.url}/v1/stream?access_token=${viewerA}`);
+  const anomaliesOnly = await openSse(`${cloud.url}/v1/stream?types=anomaly`, { authorization: `Bearer ${admin}` });
+  const oneDevice = await openSse(`${cloud.url}/v1/stream?device=b-1&types=twin,desired`, { authorization: `Bearer ${admin}` });
   t.teardown(() => [scoped, anomaliesOnly, oneDevice].forEach((s) => s.close()));
   t.equal(scoped.status, 200);
   t.match(scoped.contentType, /^text\/event-stream/);
@@ -144,9 +116,9 @@ t.test('SSE: a stream ends within 5 s of its token being revoked, saying why', a
   t.teardown(() => cloud.stop());
   const admin = (await cloud.tokens.create({ role: 'admin', createdBy: 'test' })).token;
   const viewer = await cloud.tokens.create({ role: 'viewer', createdBy: 'test' });
-  const kept = await openStream(`${cloud.url}/v1/stream`, { authorization: `Bearer ${admin}` });
-  const header = await openStream(`${cloud.url}/v1/stream`, { authorization: `Bearer ${viewer.token}` });
-  const query = await openStream(`${cloud.url}/v1/stream?access_token=${viewer.token}`);
+  const kept = await openSse(`${cloud.url}/v1/stream`, { authorization: `Bearer ${admin}` });
+  const header = await openSse(`${cloud.url}/v1/stream`, { authorization: `Bearer ${viewer.token}` });
+  const query = await openSse(`${cloud.url}/v1/stream?access_token=${viewer.token}`);
   t.teardown(() => [kept, header, query].forEach((s) => s.close()));
   await waitFor(() => cloud.events.count === 3, 2000, 'three subscribers');
   const revokedAt = Date.now();
@@ -171,7 +143,7 @@ t.test('SSE: a stream ends within 5 s of its token expiring', async (t) => {
   await cloud.tokens.create({ role: 'admin', createdBy: 'test' }); // not open mode
   const expiresAt = Date.now() + 1500;
   const short = await cloud.tokens.create({ role: 'viewer', createdBy: 'test', expiresAt });
-  const s = await openStream(`${cloud.url}/v1/stream`, { authorization: `Bearer ${short.token}` });
+  const s = await openSse(`${cloud.url}/v1/stream`, { authorization: `Bearer ${short.token}` });
   t.teardown(() => s.close());
   t.equal(s.status, 200, 'served while the token is valid');
   await waitFor(() => s.events.at(-1)?.event === 'end', expiresAt - Date.now() + 5000, 'the stream ended');

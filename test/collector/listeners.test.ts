@@ -4,25 +4,39 @@
  * that an open (registry-less) collector listens on loopback only.
  */
 import { connect as netConnect } from 'node:net';
-import t from 'tap';
+import t, { type Test } from 'tap';
+import type { Collector } from '../../collector/collector.js';
 import { loadCollectorConfig } from '../../collector/config.js';
 import { ErrorCodes } from '../../common/errors.js';
 import { topics } from '../../common/wire/record.js';
-import { makePki } from '../helpers/certs.js';
+import { makePki, type TestPki } from '../helpers/certs.js';
 import { batch, connectOnce, HUB, metric, publishQos1, sasToken, spooledBodies, startRegistryCollector } from '../helpers/collector.js';
 import { tempDir } from '../helpers/stack.js';
 
-t.test('TLS-only collector: mqtts and wss work, plain MQTT meets a TLS handshake', async (t) => {
+/**
+ * A registry collector whose MQTT listens on TLS only, with a fresh test CA in a temporary dir that
+ * goes when the test ends; `mqtt` adds listeners.
+ */
+async function startTlsOnly(
+  t: Test,
+  clientCerts: 'request' | 'require',
+  mqtt: object = {},
+): Promise<{ dir: string; pki: TestPki; c: Collector }> {
   const { dir, cleanup } = tempDir();
   t.teardown(cleanup);
   const pki = makePki(dir);
   const c = await startRegistryCollector(`${dir}/c`, {
     mqtt: {
       enabled: false,
-      tls: { enabled: true, port: 0, certFile: pki.certFile, keyFile: pki.keyFile, caFile: pki.caFile, clientCerts: 'request' },
-      ws: { enabled: true, port: 0, tls: true, path: '/$iothub/websocket' },
+      tls: { enabled: true, port: 0, certFile: pki.certFile, keyFile: pki.keyFile, caFile: pki.caFile, clientCerts },
+      ...mqtt,
     },
   });
+  return { dir, pki, c };
+}
+
+t.test('TLS-only collector: mqtts and wss work, plain MQTT meets a TLS handshake', async (t) => {
+  const { pki, c } = await startTlsOnly(t, 'request', { ws: { enabled: true, port: 0, tls: true, path: '/$iothub/websocket' } });
   t.equal(c.ports.mqtt, undefined, 'no plain listener');
   t.ok(c.ports.mqtts && c.ports.ws, 'TLS and WSS listeners up');
   const dev = await c.devices!.add('tls-1', 'sas');
@@ -82,15 +96,7 @@ t.test('TLS-only collector: mqtts and wss work, plain MQTT meets a TLS handshake
 });
 
 t.test('clientCerts: require stops certificate-less clients before MQTT', async (t) => {
-  const { dir, cleanup } = tempDir();
-  t.teardown(cleanup);
-  const pki = makePki(dir);
-  const c = await startRegistryCollector(`${dir}/c`, {
-    mqtt: {
-      enabled: false,
-      tls: { enabled: true, port: 0, certFile: pki.certFile, keyFile: pki.keyFile, caFile: pki.caFile, clientCerts: 'require' },
-    },
-  });
+  const { dir, pki, c } = await startTlsOnly(t, 'require');
   const dev = await c.devices!.add('req-1', 'sas');
   const opts = { clientId: 'req-1', username: 'req-1', password: sasToken('req-1', dev.key!), ca: pki.ca };
   const without = await connectOnce(`mqtts://127.0.0.1:${c.ports.mqtts}`, opts).catch(() => ({ refusedCode: -3 }));

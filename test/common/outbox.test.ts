@@ -2,21 +2,15 @@ import { writeFileSync, readdirSync } from 'node:fs';
 import { join } from 'node:path';
 import t from 'tap';
 import { ErrorCodes } from '../../common/errors.js';
-import { LANE_NORMAL, LANE_PRIORITY, SqliteOutbox, type OutboxConfig } from '../../common/outbox/outbox.js';
+import { LANE_NORMAL, LANE_PRIORITY } from '../../common/outbox/outbox.js';
 import { createRegistry } from '../../common/metrics.js';
-import { silent, tempDir } from '../helpers/stack.js';
-
-function open(dir: string, over: Partial<OutboxConfig> = {}): SqliteOutbox {
-  return new SqliteOutbox(
-    { path: join(dir, 'o.db'), maxBytes: 1 << 20, whenFull: 'drop_oldest', synchronous: 'normal', ...over },
-    { log: silent() },
-  );
-}
+import { openOutbox } from '../helpers/outbox.js';
+import { tempDir } from '../helpers/stack.js';
 
 t.test('rows come back in order and leave only when acknowledged', async (t) => {
   const { dir, cleanup } = tempDir();
   t.teardown(cleanup);
-  const o = open(dir);
+  const o = openOutbox(dir);
   o.append([{ body: '"a"' }, { body: '"b"' }, { body: '"c"' }]);
   const rows = o.read(LANE_NORMAL, 0, 2);
   t.same(
@@ -35,7 +29,7 @@ t.test('rows come back in order and leave only when acknowledged', async (t) => 
 t.test('ids are never reused after the queue empties (cursor readers depend on it)', async (t) => {
   const { dir, cleanup } = tempDir();
   t.teardown(cleanup);
-  const o = open(dir);
+  const o = openOutbox(dir);
   o.append([{ body: '1' }, { body: '2' }]);
   const first = o.read(LANE_NORMAL, 0, 10);
   o.ack(LANE_NORMAL, 0, first[1]!.id);
@@ -53,13 +47,13 @@ t.test('ids are never reused after the queue empties (cursor readers depend on i
 t.test('rows and meta survive a reopen', async (t) => {
   const { dir, cleanup } = tempDir();
   t.teardown(cleanup);
-  let o = open(dir);
+  let o = openOutbox(dir);
   o.transaction(() => {
     o.appendInTx([{ body: '"x"', grp: 4 }]);
     o.meta.set('seq', 41);
   });
   o.close();
-  o = open(dir);
+  o = openOutbox(dir);
   t.equal(o.meta.get('seq'), 41);
   const rows = o.read(LANE_NORMAL, 0, 10);
   t.equal(rows.length, 1);
@@ -71,7 +65,7 @@ t.test('rows and meta survive a reopen', async (t) => {
 t.test('a read never mixes groups and respects maxBytes, but always returns one row', async (t) => {
   const { dir, cleanup } = tempDir();
   t.teardown(cleanup);
-  const o = open(dir);
+  const o = openOutbox(dir);
   o.append([
     { body: 'aaaa', grp: 1 },
     { body: 'bbbb', grp: 1 },
@@ -96,10 +90,7 @@ t.test('priority lane is separate and survives drops that take telemetry first',
   const { dir, cleanup } = tempDir();
   t.teardown(cleanup);
   const reg = createRegistry('test');
-  const o = new SqliteOutbox(
-    { path: join(dir, 'o.db'), maxBytes: 4096, whenFull: 'drop_oldest', synchronous: 'normal' },
-    { log: silent(), registry: reg },
-  );
+  const o = openOutbox(dir, { maxBytes: 4096 }, reg);
   const body = 'x'.repeat(1000);
   o.append([{ body, lane: LANE_PRIORITY }]);
   o.append([{ body: `${body}1` }, { body: `${body}2` }, { body: `${body}3` }]);
@@ -119,7 +110,7 @@ t.test('priority lane is separate and survives drops that take telemetry first',
 t.test('whenFull=block refuses the write whole with EDGETWIN_ERR_STORE_FULL', async (t) => {
   const { dir, cleanup } = tempDir();
   t.teardown(cleanup);
-  const o = open(dir, { maxBytes: 4096, whenFull: 'block' });
+  const o = openOutbox(dir, { maxBytes: 4096, whenFull: 'block' });
   o.append([{ body: 'x'.repeat(3000) }]);
   t.throws(() => o.append([{ body: 'y'.repeat(500) }, { body: 'z'.repeat(1000) }]), { code: ErrorCodes.STORE_FULL });
   t.equal(o.depth().rows, 1, 'nothing of the refused write was stored');
@@ -130,7 +121,7 @@ t.test('a corrupt file is moved aside and a fresh outbox starts', async (t) => {
   const { dir, cleanup } = tempDir();
   t.teardown(cleanup);
   writeFileSync(join(dir, 'o.db'), Buffer.alloc(8192, 0x5a));
-  const o = open(dir);
+  const o = openOutbox(dir);
   t.ok(o.quarantinedTo, 'reports where the bad file went');
   t.ok(
     readdirSync(dir).some((f) => f.startsWith('o.db.corrupt-')),
@@ -145,22 +136,22 @@ t.test('the boot epoch and seq survive a quarantined outbox, so identities are n
   const { bootIdentity } = await import('../../agent/outbox/identity.js');
   const { dir, cleanup } = tempDir();
   t.teardown(cleanup);
-  let o = open(dir);
+  let o = openOutbox(dir);
   t.same(bootIdentity(o), { epoch: 1, nextSeq: 1 });
   o.meta.set('seq', 500);
   o.close();
-  o = open(dir);
+  o = openOutbox(dir);
   t.same(bootIdentity(o), { epoch: 2, nextSeq: 501 });
   o.close();
   writeFileSync(join(dir, 'o.db'), Buffer.alloc(8192, 0x5a));
-  o = open(dir);
+  o = openOutbox(dir);
   t.ok(o.quarantinedTo, 'the outbox was replaced');
   const id = bootIdentity(o);
   t.equal(id.epoch, 3, 'the epoch continues from identity.json');
   t.ok(id.nextSeq > 500, 'and so does the seq');
   o.close();
   writeFileSync(join(dir, 'identity.json'), '{not json');
-  o = open(dir);
+  o = openOutbox(dir);
   t.equal(bootIdentity(o).epoch, 4, 'a damaged identity file falls back to the outbox');
   o.close();
 });

@@ -8,6 +8,7 @@ import { existsSync, readFileSync, readdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import t from 'tap';
 import { CLI } from '../helpers/cli.js';
+import { hclAttr as attr, hclBlock } from '../helpers/hcl.js';
 import { tempDir, waitFor } from '../helpers/util.js';
 
 const root = new URL('../..', import.meta.url).pathname;
@@ -123,21 +124,8 @@ t.test('Terraform: every var.X is declared, every declared variable is used, bra
   t.match(all, /is_hns_enabled\s*=\s*true/, 'storage is ADLS Gen2');
 });
 
-/** The body of the first block whose header matches (braces balanced; strings hold none here). */
-function hclBlock(text: string, header: RegExp): string {
-  const m = header.exec(text);
-  if (!m) return '';
-  let depth = 0;
-  for (let i = text.indexOf('{', m.index); i < text.length; i++) {
-    if (text[i] === '{') depth++;
-    else if (text[i] === '}' && --depth === 0) return text.slice(m.index, i + 1);
-  }
-  return '';
-}
-
 t.test('Terraform: the twin API mounts an Azure Files share at the state dir its env names, in journal mode delete', async (t) => {
   const main = readFileSync(join(root, 'deploy/azure/terraform/main.tf'), 'utf8');
-  const attr = (body: string, name: string): string | undefined => new RegExp(`^\\s*${name}\\s*=\\s*(.+?)\\s*(#.*)?$`, 'm').exec(body)?.[1];
   const locals = [...main.matchAll(/^\s*(\w+)\s*=\s*"([^"]*)"\s*(#.*)?$/gm)];
   const resolve = (v: string | undefined): string | undefined => {
     const local = /^local\.(\w+)$/.exec(v ?? '')?.[1];

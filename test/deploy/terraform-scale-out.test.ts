@@ -10,6 +10,7 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import t from 'tap';
 import { cloudStoreEnv } from '../../cloud/store/config.js';
+import { hclAttr as attr, hclBlock as block } from '../helpers/hcl.js';
 
 const dir = fileURLToPath(new URL('../../deploy/azure/terraform', import.meta.url));
 const read = (f: string): string => readFileSync(join(dir, f), 'utf8');
@@ -19,18 +20,6 @@ const all = readdirSync(dir)
   .join('\n');
 const main = read('main.tf');
 
-/** The body of the first block whose header matches (braces balanced). */
-function block(text: string, header: RegExp): string {
-  const m = header.exec(text);
-  if (!m) return '';
-  let depth = 0;
-  for (let i = text.indexOf('{', m.index); i < text.length; i++) {
-    if (text[i] === '{') depth++;
-    else if (text[i] === '}' && --depth === 0) return text.slice(m.index, i + 1);
-  }
-  return '';
-}
-const attr = (body: string, name: string): string | undefined => new RegExp(`^\\s*${name}\\s*=\\s*(.+?)\\s*(#.*)?$`, 'm').exec(body)?.[1];
 const variable = (name: string): string => attr(block(all, new RegExp(`variable "${name}" \\{`)), 'default') ?? '';
 
 t.test('PostgreSQL Flexible Server: zone-redundant HA, PITR backups, private access only', async (t) => {

@@ -10,6 +10,7 @@ export interface SseEvent {
 export interface SseStream {
   events: SseEvent[];
   status: number;
+  contentType: string;
   close(): void;
 }
 
@@ -31,5 +32,5 @@ export async function openSse(url: string, headers: Record<string, string> = {})
     }
   });
   res.body.on('error', () => undefined);
-  return { events, status: res.statusCode, close: () => ac.abort() };
+  return { events, status: res.statusCode, contentType: String(res.headers['content-type']), close: () => ac.abort() };
 }

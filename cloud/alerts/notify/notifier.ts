@@ -15,6 +15,7 @@ import type { Logger } from '../../../common/log.js';
 import { counter, type Registry } from '../../../common/metrics.js';
 import { TokenBuckets } from '../../../common/token-bucket.js';
 import type { Queryable, Store } from '../../store/store.js';
+import { Where } from '../../store/where.js';
 import type { NotificationBody } from '../types.js';
 import { DESTINATION_DEFAULTS, type ResolvedDestination, type Severity } from './destinations.js';
 import { createSender, DeliveryError, type Sender } from './senders.js';
@@ -227,20 +228,13 @@ export class Notifier {
   }
 
   async list(q: { state?: NotificationState; alertId?: string; limit: number }): Promise<NotificationRecord[]> {
-    const where: string[] = [];
-    const args: (string | number)[] = [];
-    if (q.state) {
-      where.push('state = ?');
-      args.push(q.state);
-    }
-    if (q.alertId) {
-      where.push('alert_id = ?');
-      args.push(q.alertId);
-    }
-    const rows = await this.o.store.all<Row>(
-      `SELECT * FROM alert_notifications ${where.length ? `WHERE ${where.join(' AND ')}` : ''} ORDER BY id DESC LIMIT ?`,
-      [...args, q.limit],
-    );
+    const where = new Where();
+    if (q.state) where.add('state = ?', q.state);
+    if (q.alertId) where.add('alert_id = ?', q.alertId);
+    const rows = await this.o.store.all<Row>(`SELECT * FROM alert_notifications ${where.clause} ORDER BY id DESC LIMIT ?`, [
+      ...where.params,
+      q.limit,
+    ]);
     return rows.map((r) => ({
       id: r.id,
       destination: r.destination,
