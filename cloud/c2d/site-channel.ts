@@ -52,7 +52,7 @@ export class SiteChannel {
         return this.drop(errorMessage(err));
       }
       void this.onFrame(frame).catch((err: unknown) =>
-        deps.log.warn({ site, t: frame.t, err: errorMessage(err) }, 'channel frame not applied (the collector sends it again)'),
+        deps.log.warn({ site, t: frame.t, err }, 'channel frame not applied (the collector sends it again)'),
       );
     });
     ws.on('pong', () => (this.alive = true));

@@ -201,7 +201,7 @@ export class Notifier {
         row.id,
       ]);
       this.mFailed.inc({ destination, outcome: 'retry' });
-      this.o.log.warn({ destination, attempts, retryInMs: delay, err: errorMessage(err) }, 'notification not delivered; will retry');
+      this.o.log.warn({ destination, attempts, retryInMs: delay, err }, 'notification not delivered; will retry');
       return delay;
     }
     backoff.reset();
