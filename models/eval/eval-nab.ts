@@ -77,7 +77,37 @@ export interface EvalResult {
   ruleThresholds: Record<string, number>;
   /** artificialNoAnomaly files (no windows: every detection is a false positive) at the shipped threshold. */
   noAnomaly: { files: number; falsePositives: number };
+  /** Where the points go: each scored file at the shipped threshold, first profile (lossBreakdown). */
+  perFile: FileLoss[];
   windowsFile: string;
+}
+
+/** One file at the shipped threshold: its detections and the normalised points it costs the corpus. */
+export interface FileLoss {
+  key: string;
+  windows: number;
+  tp: number;
+  fp: number;
+  fn: number;
+  /** Corpus points (normalised, as in the table) lost on this file against a perfect detector: late catches, misses, false positives. */
+  lost: number;
+}
+
+/**
+ * How many corpus points each file costs at `threshold`: a perfect detector scores tpWeight per
+ * window and nothing else, so a file's loss is (tpWeight × its windows − its raw score) in
+ * normalised units. The losses add up to 100 − the corpus score; sorted, they say where to look.
+ */
+export function lossBreakdown(corpus: readonly ScoredSeries[], profile: CostProfile, threshold: number): FileLoss[] {
+  const windows = corpus.reduce((n, s) => n + s.windows.length, 0);
+  const unit = windows > 0 ? 100 / ((profile.tpWeight + profile.fnWeight) * windows) : 0;
+  return corpus
+    .map((s) => {
+      const r = scoreAtThreshold([s], profile, threshold);
+      const lost = (profile.tpWeight * s.windows.length - r.raw) * unit;
+      return { key: s.name, windows: s.windows.length, tp: r.tp, fp: r.fp, fn: r.fn, lost };
+    })
+    .sort((a, b) => b.lost - a.lost || a.key.localeCompare(b.key));
 }
 
 /** Scores one series through the scorer exactly as the agent would, batch by batch. */
@@ -164,7 +194,8 @@ export async function evalNab(opts: EvalOptions): Promise<EvalResult> {
   const quiet = ours.filter((s) => categoryOf(s) === 'artificialNoAnomaly');
   const firstProfile = Object.values(profiles)[0]!;
   const noAnomaly = { files: quiet.length, falsePositives: scoreAtThreshold(quiet, firstProfile, threshold).fp };
-  return { model: scorer.modelVersion, files, scores, shipped, cv, ruleThresholds, noAnomaly, windowsFile };
+  const perFile = lossBreakdown(ours, firstProfile, threshold);
+  return { model: scorer.modelVersion, files, scores, shipped, cv, ruleThresholds, noAnomaly, perFile, windowsFile };
 }
 
 export function formatTable(r: EvalResult): string {
@@ -192,6 +223,10 @@ export function formatTable(r: EvalResult): string {
     `artificialNoAnomaly: ${r.noAnomaly.falsePositives} false positives in ${r.noAnomaly.files} files at the shipped threshold; ` +
       `the threshold rule picks ${profiles.map((p) => `${p} ${r.ruleThresholds[p]!.toFixed(4)}`).join(', ')} on this corpus`,
   );
+  lines.push(`points lost per file at the shipped threshold (${profiles[0]}; they add up to 100 − its score):`);
+  for (const f of r.perFile) {
+    lines.push(`  ${pad(f.key, 62)}${f.lost.toFixed(1).padStart(5)}  (windows ${f.windows}: tp ${f.tp} fn ${f.fn}, fp ${f.fp})`);
+  }
   return lines.join('\n');
 }
 
@@ -230,8 +265,8 @@ async function main(): Promise<void> {
   bar?.done();
   console.log(formatTable(result));
   if (values.json) {
-    const { model, scores, shipped, cv, ruleThresholds, noAnomaly } = result;
-    console.log(JSON.stringify({ model, scores, shipped, cv, ruleThresholds, noAnomaly }));
+    const { model, scores, shipped, cv, ruleThresholds, noAnomaly, perFile } = result;
+    console.log(JSON.stringify({ model, scores, shipped, cv, ruleThresholds, noAnomaly, perFile }));
   }
 }
 

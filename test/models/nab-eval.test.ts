@@ -3,7 +3,8 @@ import { existsSync, mkdirSync, mkdtempSync, readFileSync, writeFileSync } from 
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import t from 'tap';
-import { BASELINE, DETECTOR, evalNab, formatTable } from '../../models/eval/eval-nab.js';
+import { BASELINE, DETECTOR, evalNab, formatTable, lossBreakdown, NAB_PROFILES } from '../../models/eval/eval-nab.js';
+import { scoreAtThreshold } from '../../models/eval/nab-score.js';
 
 const T0 = Date.UTC(2015, 0, 5);
 const stamp = (i: number): string => new Date(T0 + i * 300_000).toISOString().slice(0, 19).replace('T', ' ');
@@ -77,6 +78,43 @@ t.test('scores every CSV, writes NAB result files, scores only files with window
   t.match(table, /CV, leave one category out/);
   t.match(table, /gap: best − shipped/);
   t.match(table, /artificialNoAnomaly: 0 false positives in 0 files/);
+  t.same(
+    r.perFile.map((f) => f.key),
+    ['synthetic/spike.csv'],
+    'the per-file breakdown covers the scored files',
+  );
+  t.ok(Math.abs(r.perFile[0]!.lost - (100 - r.shipped.scores['standard']!.normalised)) < 1e-9, 'one file: it loses all that is lost');
+  t.match(table, /points lost per file at the shipped threshold/);
+});
+
+t.test('points lost per file: worst first, and they add up to 100 − the corpus score', async (t) => {
+  const standard = NAB_PROFILES['standard']!;
+  const flat = (): Float64Array => new Float64Array(200);
+  const caught = flat();
+  caught[100] = 1;
+  const missed = flat();
+  missed[50] = 1; // a false positive before any window, nothing in the window
+  const quiet = flat();
+  const corpus = [
+    { name: 'c/caught.csv', scores: caught, windows: [[100, 109]] as Array<[number, number]> },
+    { name: 'c/missed.csv', scores: missed, windows: [[100, 109]] as Array<[number, number]> },
+    { name: 'q/quiet.csv', scores: quiet, windows: [] as Array<[number, number]> },
+  ];
+  const losses = lossBreakdown(corpus, standard, 0.5);
+  t.same(
+    losses.map((f) => [f.key, f.tp, f.fp, f.fn]),
+    [
+      ['c/missed.csv', 0, 1, 1],
+      ['c/caught.csv', 1, 0, 0],
+      ['q/quiet.csv', 0, 0, 0],
+    ],
+  );
+  // Two windows: a point of raw score is 100 / (2 × 2) normalised points; the miss costs 1 + 1, the FP 0.11.
+  t.ok(Math.abs(losses[0]!.lost - (2 + 0.11) * 25) < 1e-9, `missed: ${losses[0]!.lost}`);
+  t.ok(Math.abs(losses[1]!.lost) < 1e-9, 'a catch at the first row of its window loses nothing');
+  t.equal(losses[2]!.lost, 0);
+  const total = losses.reduce((s, f) => s + f.lost, 0);
+  t.ok(Math.abs(total - (100 - scoreAtThreshold(corpus, standard, 0.5).normalised)) < 1e-9, 'losses add up to 100 − the score');
 });
 
 t.test('a folder with no NAB files is a usage error', async (t) => {
