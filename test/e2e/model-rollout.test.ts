@@ -336,16 +336,13 @@ t.test("signed models: run with the registry's public key, refused with another"
     20_000,
     'both twins',
   );
-  // Not the committed model's own version (forecaster-2.0.0 since issue 15): desired naming the
-  // configured model is taken from disk without a download, so no signature would be checked.
-  await upload(cloud, variant('forecaster-2.1.0'));
-  await promote(cloud, 'forecaster-2.1.0', { site: 'site-1' });
-  await waitTwin(
-    cloud,
-    (tw) => tw.reportedProperties.versions?.model === 'forecaster-2.1.0',
-    'the agent with the right key to run it',
-    'signed-ok',
-  );
+  // A version that is not the committed model's own (BASE): desired naming the configured model is
+  // taken from disk without a download, so no signature would be checked.
+  const signed = 'forecaster-9.0.0';
+  t.not(signed, BASE.version);
+  await upload(cloud, variant(signed));
+  await promote(cloud, signed, { site: 'site-1' });
+  await waitTwin(cloud, (tw) => tw.reportedProperties.versions?.model === signed, 'the agent with the right key to run it', 'signed-ok');
   const refused = await waitTwin(
     cloud,
     (tw) => tw.reportedProperties.modelRollout?.state === 'refused' && tw.reportedProperties.errors?.['model'] !== undefined,
