@@ -120,13 +120,15 @@ def main():
     ap.add_argument("--window", type=int, default=30)
     ap.add_argument("--cap", type=float, default=125.0)
     ap.add_argument("--smooth", type=float, default=0.2, help="exponential smoothing factor of the scaled features (1: none)")
-    ap.add_argument("--channels", type=int, default=32)
+    # 16 channels for 60 epochs beat 32 for 30 at about the same CPU (engine-level CV, seed 1, folds 1-2:
+    # last-cycle RMSE 14.4 -> 11.6 and 19.8 -> 15.9): the wider net fits the training engines, not the held-out ones.
+    ap.add_argument("--channels", type=int, default=16)
     ap.add_argument("--hidden", type=int, default=64)
     ap.add_argument("--dropout", type=float, default=0.3)
     ap.add_argument("--weight-decay", type=float, default=1e-4)
     ap.add_argument("--members", type=int, default=1, help="networks trained with different seeds and averaged in the exported graph")
     ap.add_argument("--subsample", type=float, default=0.75, help="share of the (heavily overlapping) windows each epoch sees")
-    ap.add_argument("--epochs", type=int, default=30)
+    ap.add_argument("--epochs", type=int, default=60)
     ap.add_argument("--batch", type=int, default=256)
     ap.add_argument("--lr", type=float, default=1e-3)
     ap.add_argument("--seed", type=int, default=7)
