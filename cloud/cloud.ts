@@ -112,6 +112,7 @@ export class Cloud {
     this.promotions = new ModelPromotions(this.store, this.twins, this.models, this.audit);
     this.sites = new SiteStatusStore(this.store);
     this.predictions = new PredictionStore(this.store);
+    this.predictions.watch(this.feed);
     this.driftStore = new DriftStore(this.store);
     this.pipeline = new IngestPipeline({
       store: this.store,

@@ -12,6 +12,7 @@ import { requireAction, type Action } from '../auth/authenticator.js';
 import { tokenKind } from '../auth/sign-in-audit.js';
 import type { Principal } from '../auth/tokens.js';
 import type { ServerContext } from './context.js';
+import { lazyChildLogger } from './lazy-logger.js';
 import { ApiRateLimiter, ingestCost } from './rate-limit.js';
 import { OpenApiCollector } from './openapi.js';
 import { registerAlertRoutes } from './routes/alerts.js';
@@ -52,6 +53,8 @@ declare module 'fastify' {
 /** The batch ingest route: rate-limited per site by readings instead of per principal. */
 const INGEST_ROUTE = '/v1/ingest';
 
+const GUNZIP_CHUNK = 1 << 20;
+
 /** Routes whose reply is a long-lived stream: their duration is not a latency. */
 const STREAMING = new Set(['/v1/stream']);
 
@@ -59,6 +62,7 @@ export function buildServer(ctx: ServerContext): FastifyInstance {
   const { cfg, log, registry } = ctx;
   const app: FastifyInstance = Fastify({
     loggerInstance: log as FastifyBaseLogger,
+    childLoggerFactory: lazyChildLogger,
     bodyLimit: cfg.http.bodyLimitBytes,
     logController: new LogController({ disableRequestLogging: true }),
     forceCloseConnections: true,
@@ -71,14 +75,16 @@ export function buildServer(ctx: ServerContext): FastifyInstance {
   });
   // ajv's type coercion turns "Infinity" and "NaN" into numbers that pass `integer`: refuse them
   // here, before they reach SQL (LIMIT Infinity) or a Date.
-  app.addHook('preHandler', async (req) => {
+  // (With the ingest rate limit: one callback-style hook, see below.)
+  const finiteQuery = (req: FastifyRequest): void => {
     const q = req.query as Record<string, unknown> | undefined;
     if (!q) return;
-    for (const [k, v] of Object.entries(q)) {
+    for (const k of Object.keys(q)) {
+      const v = q[k];
       if (typeof v === 'number' && !Number.isFinite(v))
         throw new EdgetwinError(ErrorCodes.BAD_REQUEST, `query parameter ${k} must be a finite number`);
     }
-  });
+  };
   const openapi = new OpenApiCollector();
   app.addHook('onRoute', (r) => openapi.add(r));
   const mRejected = counter(registry, 'edgetwin_cloud_http_errors_total', 'HTTP requests answered with an error, by code', ['code']);
@@ -106,7 +112,9 @@ export function buildServer(ctx: ServerContext): FastifyInstance {
     delete req.headers['content-length'];
     const chunks: Buffer[] = [];
     let wireBytes = 0;
-    const gunzip = createGunzip();
+    // 1 MiB output chunks instead of zlib's 16 KiB: a 10,000-reading batch inflates in one or two
+    // thread-pool round trips instead of ~50, a quarter of the main thread's time per batch.
+    const gunzip = createGunzip({ chunkSize: GUNZIP_CHUNK });
     payload.on('data', (c: Buffer) => {
       wireBytes += c.length;
       if (wireBytes <= cfg.http.bodyLimitBytes) chunks.push(c);
@@ -132,39 +140,44 @@ export function buildServer(ctx: ServerContext): FastifyInstance {
   app.removeAllContentTypeParsers();
   app.addContentTypeParser(['application/json', 'application/merge-patch+json'], { parseAs: 'buffer' }, parseJson);
 
-  // Callback-style hooks: on the hot read path a promise per hook is measurable.
+  // Callback-style hooks: on the hot read path a promise per hook is measurable. `req.routeOptions`
+  // is a getter that builds a new object at every access: read once per hook.
   app.addHook('onRequest', (req, _reply, done) => {
-    const action = req.routeOptions.config.action;
+    const { config, url } = req.routeOptions;
+    const action = config.action;
     if (!action) return done();
-    const queryToken = req.routeOptions.config.queryToken ? (req.query as { access_token?: string }).access_token : undefined;
-    ctx.auth.authenticate(req.headers.authorization, queryToken).then(
-      (p) => {
-        req.principal = p;
-        try {
-          requireAction(p, action);
-          // Ingest is limited per site by readings (preHandler below), not per principal.
-          if (req.routeOptions.url !== INGEST_ROUTE) limits.principal(p, req.ip);
-        } catch (err) {
-          return done(err as Error);
-        }
-        done();
-      },
-      (err: Error) => {
-        ctx.signInAudit?.failed(err, req.ip, req.routeOptions.url ?? req.url, tokenKind(req.headers.authorization, queryToken));
-        done(err);
-      },
-    );
+    const queryToken = config.queryToken ? (req.query as { access_token?: string }).access_token : undefined;
+    const admit = (p: Principal): void => {
+      req.principal = p;
+      try {
+        requireAction(p, action);
+        // Ingest is limited per site by readings (preHandler below), not per principal.
+        if (url !== INGEST_ROUTE) limits.principal(p, req.ip);
+      } catch (err) {
+        return done(err as Error);
+      }
+      done();
+    };
+    // A token resolved within the last second is answered without a promise (most requests).
+    const known = ctx.auth.cached(req.headers.authorization, queryToken);
+    if (known) return admit(known);
+    ctx.auth.authenticate(req.headers.authorization, queryToken).then(admit, (err: Error) => {
+      ctx.signInAudit?.failed(err, req.ip, url ?? req.url, tokenKind(req.headers.authorization, queryToken));
+      done(err);
+    });
   });
 
   app.addHook('preHandler', (req, _reply, done) => {
-    if (req.routeOptions.url !== INGEST_ROUTE) return done();
     try {
-      const site = (req.body as { site?: unknown } | undefined)?.site;
-      if (typeof site === 'string' && req.principal.id !== 'open') limits.ingest(site, ingestCost(req.body));
-      done();
+      finiteQuery(req);
+      if (req.routeOptions.url === INGEST_ROUTE) {
+        const site = (req.body as { site?: unknown } | undefined)?.site;
+        if (typeof site === 'string' && req.principal.id !== 'open') limits.ingest(site, ingestCost(req.body));
+      }
     } catch (err) {
-      done(err as Error);
+      return done(err as Error);
     }
+    done();
   });
 
   app.addHook('onResponse', (req, reply, done) => {

@@ -87,6 +87,17 @@ export class Authenticator {
     return this.openNow;
   }
 
+  /**
+   * The principal of a token `authenticate` resolved less than CACHE_MS ago, without a promise (the
+   * hot read path); undefined otherwise — then `authenticate` decides (unknown tokens, open mode, JWTs).
+   */
+  cached(authorization: string | undefined, queryToken?: string): Principal | undefined {
+    const presented = authorization?.startsWith('Bearer ') ? authorization.slice(7).trim() : queryToken;
+    if (!presented || (this.oidc && OidcVerifier.looksLikeJwt(presented))) return undefined;
+    const hit = this.cache.get(presented);
+    return hit?.p !== undefined && hit.until > Date.now() ? hit.p : undefined;
+  }
+
   /** Resolves the caller; throws 401 for a missing (when required) or unknown token. */
   async authenticate(authorization: string | undefined, queryToken?: string): Promise<Principal> {
     const presented = authorization?.startsWith('Bearer ') ? authorization.slice(7).trim() : queryToken;

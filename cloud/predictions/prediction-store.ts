@@ -6,6 +6,7 @@
  * the dashboard's RUL chart and the `rul_low` alert signal.
  */
 import type { Observation } from '../alerts/signals.js';
+import type { ChangeFeed } from '../store/change-feed.js';
 import type { Queryable, Store, Tx } from '../store/store.js';
 import { Where } from '../store/where.js';
 
@@ -65,8 +66,33 @@ export interface HistoryQuery {
   after?: string | undefined;
 }
 
+/** Devices whose newest predictions are kept built for twin reads (a point read asked the database every time). */
+const CACHE_MAX = 50_000;
+const NONE: Readonly<Record<string, PredictionView>> = Object.freeze({});
+
 export class PredictionStore {
+  /**
+   * The newest predictions per device, as the twin shows them (frozen: responses share them). The
+   * rule is TwinStore's: a local write drops the entry now and again at commit, and every change
+   * naming the device — from any replica, through the change feed (`watch`) — drops it too.
+   */
+  private readonly cache = new Map<string, Readonly<Record<string, PredictionView>>>();
+  /** Bumped by every invalidation: a read that raced one does not cache what it read. */
+  private generation = 0;
+
   constructor(private readonly store: Store) {}
+
+  /** Drops cached entries of devices that changed anywhere: call once with the cloud's change feed. */
+  watch(feed: ChangeFeed): void {
+    feed.tap((c) => {
+      if (c.device !== null) this.forget(c.device);
+    });
+  }
+
+  private forget(device: string): void {
+    this.cache.delete(device);
+    this.generation++;
+  }
 
   /**
    * Stores predictions in the caller's transaction: each once (a duplicate identity is a no-op),
@@ -89,7 +115,11 @@ export class PredictionStore {
          WHERE (excluded.ts, excluded.epoch, excluded.seq) > (twin_predictions.ts, twin_predictions.epoch, twin_predictions.seq)`,
         [p.device, p.asset, p.site, p.ts, p.epoch, p.seq, p.rul, p.unit, p.model, p.alert ? 1 : 0],
       );
-      if (up.changes > 0) newest.push(p);
+      if (up.changes > 0) {
+        newest.push(p);
+        this.forget(p.device);
+        tx.afterCommit(() => this.forget(p.device));
+      }
     }
     return newest;
   }
@@ -100,19 +130,38 @@ export class PredictionStore {
     return Object.fromEntries(rows.map((r) => [r.asset, view(r)]));
   }
 
-  /** The same for many devices at once (twin lists). */
-  async latestMany(devices: readonly string[]): Promise<Map<string, Record<string, PredictionView>>> {
-    const out = new Map<string, Record<string, PredictionView>>();
-    for (let i = 0; i < devices.length; i += 500) {
-      const part = devices.slice(i, i + 500);
+  /** The same for many devices at once (twin lists and point reads), from the cache where it holds them. */
+  async latestMany(devices: readonly string[]): Promise<Map<string, Readonly<Record<string, PredictionView>>>> {
+    const out = new Map<string, Readonly<Record<string, PredictionView>>>();
+    const missing: string[] = [];
+    for (const d of devices) {
+      const hit = this.cache.get(d);
+      if (hit === undefined) missing.push(d);
+      else if (hit !== NONE) out.set(d, hit);
+    }
+    if (missing.length === 0) return out;
+    // Read outside any transaction: cached only if no change arrived meanwhile (it could be stale).
+    const gen = this.generation;
+    const read = new Map<string, Record<string, PredictionView>>();
+    for (let i = 0; i < missing.length; i += 500) {
+      const part = missing.slice(i, i + 500);
       const rows = await this.store.all<Row>(
         `SELECT * FROM twin_predictions WHERE device IN (${part.map(() => '?').join(', ')}) ORDER BY device, asset`,
         part,
       );
       for (const r of rows) {
-        const m = out.get(r.device) ?? {};
+        const m = read.get(r.device) ?? {};
         m[r.asset] = view(r);
-        out.set(r.device, m);
+        read.set(r.device, m);
+      }
+    }
+    for (const d of missing) {
+      const m = read.get(d);
+      const entry = m === undefined ? NONE : Object.freeze(m);
+      if (m !== undefined) out.set(d, entry);
+      if (gen === this.generation) {
+        if (this.cache.size >= CACHE_MAX) this.cache.delete(this.cache.keys().next().value!);
+        this.cache.set(d, entry);
       }
     }
     return out;

@@ -207,6 +207,15 @@ export class TwinStore {
   // ---- reads ----
 
   async getTwin(device: string): Promise<TwinView | undefined> {
+    const parts = await this.getTwinParts(device);
+    return parts && { ...parts.view, health: parts.health };
+  }
+
+  /**
+   * The cached view (the same object until the twin changes; its `health` is stale) and the health
+   * as of now, apart: a point read serializes the view once per change (routes/twins.ts).
+   */
+  async getTwinParts(device: string): Promise<{ view: TwinView; health: TwinView['health'] } | undefined> {
     let hit = this.cache.get(device);
     if (!hit) {
       // Read outside any transaction: two statements may straddle a concurrent write, so the view
@@ -222,7 +231,7 @@ export class TwinStore {
       }
     }
     // Health depends on the clock, so it is computed at every read.
-    return { ...hit.view, health: twinHealth(this.cfg, hit.lastSeen, hit.reportedHealth, Date.now()) };
+    return { view: hit.view, health: twinHealth(this.cfg, hit.lastSeen, hit.reportedHealth, Date.now()) };
   }
 
   async siteOf(device: string, q: Queryable = this.store): Promise<string | undefined> {

@@ -6,6 +6,7 @@
 import { join } from 'node:path';
 import t from 'tap';
 import { call, envelope, readings, startTestCloud, telemetry } from '../helpers/cloud.js';
+import { rulPrediction } from '../helpers/readings.js';
 import { tempDir } from '../helpers/util.js';
 
 t.test('twin API', async (t) => {
@@ -124,6 +125,25 @@ t.test('twin API', async (t) => {
     });
     const missing = await call('GET', `${url}/v1/twins/nobody`);
     t.same([missing.status, missing.body.code], [404, 'EDGETWIN_ERR_NOT_FOUND']);
+  });
+
+  await t.test('one twin read again: new telemetry and a new prediction show at once (its body is cached per change)', async (t) => {
+    const before = await call('GET', `${url}/v1/twins/p-4`);
+    t.match(before.headers['content-type'], /^application\/json/);
+    t.same(before.body.predictions, {});
+    t.equal(before.body.health.status, 'online', 'health is in the body');
+    const again = (await call('GET', `${url}/v1/twins/p-4`)).body;
+    t.same({ ...again, health: again.health.status }, { ...before.body, health: before.body.health.status }, 'read twice, the same twin');
+    const now = Date.now();
+    await ingest('plant-a', [
+      telemetry('p-4', 1, [{ seq: 6, ts: now, metric: 'm9', value: 3, unit: 'u' }, rulPrediction(7, now, 'engine-1', 50)]),
+    ]);
+    const after = await call('GET', `${url}/v1/twins/p-4`);
+    t.equal(after.body.reported['m9']?.value, 3, 'the new reading');
+    t.match(after.body.predictions, { 'engine-1': { rulCycles: 50, unit: 'cycle' } }, 'the new prediction');
+    t.equal(after.headers['etag'], before.headers['etag'], 'telemetry does not change the operator-side version');
+    await ingest('plant-a', [telemetry('p-4', 1, [rulPrediction(8, now + 1, 'engine-1', 49)])]);
+    t.equal((await call('GET', `${url}/v1/twins/p-4`)).body.predictions['engine-1'].rulCycles, 49, 'a prediction alone');
   });
 
   await t.test('desired: If-Match, 412 on a stale ETag, versions, audit, feed, applied', async (t) => {

@@ -11,6 +11,7 @@ import { DriftStore } from '../../cloud/drift/drift-store.js';
 import { cloudDriftConfigSchema, type CloudDriftConfig } from '../../cloud/drift/config.js';
 import { DerivedReadings } from '../../cloud/ingest/derived-readings.js';
 import { PredictionStore } from '../../cloud/predictions/prediction-store.js';
+import { ChangeFeed } from '../../cloud/store/change-feed.js';
 import type { Store } from '../../cloud/store/store.js';
 import { configDefaults } from '../../common/config.js';
 import { compareHistograms } from '../../common/drift/compare.js';
@@ -27,6 +28,33 @@ async function ingest(store: Store, site: string, device: string, epoch: number,
   for (const r of readings) d.take(site, device, epoch, r);
   await store.tx((tx) => d.persist(tx, now));
 }
+
+eachStore(t, 'predictions: the cached newest follow a write here at once and one elsewhere through the change feed', async (t, f) => {
+  const store = await f.open();
+  const feed = new ChangeFeed(store, { pollMs: 60_000 });
+  await feed.start();
+  t.teardown(() => feed.stop());
+  const writer = new PredictionStore(store);
+  // Another replica: only the change feed tells it that the device changed.
+  const replica = new PredictionStore(store);
+  replica.watch(feed);
+  const t0 = Date.parse('2026-12-01T00:00:00Z');
+  const rul = async (p: PredictionStore): Promise<number | undefined> =>
+    (await p.latestMany(['dev-1'])).get('dev-1')?.['engine-1']?.rulCycles;
+  t.equal(await rul(writer), undefined, 'none yet (and cached as none)');
+  t.equal(await rul(replica), undefined);
+  for (const [seq, value] of [
+    [1, 120],
+    [2, 118],
+  ] as const) {
+    const d = new DerivedReadings({ predictions: writer, drift: new DriftStore(store) });
+    d.take('plant-1', 'dev-1', 1, rulPrediction(seq, t0 + seq * 60_000, 'engine-1', value));
+    await store.tx((tx) => d.persist(tx, t0));
+    t.equal(await rul(writer), value, 'the writing replica reads its commit at once');
+    await feed.wake();
+    t.equal(await rul(replica), value, 'the other replica once the change arrives');
+  }
+});
 
 function driftReading(seq: number, from: number, to: number, stream: string, values: number[], model = 'fc-9'): Reading {
   return drift(seq, from, to, stream, Histogram.of(SPEC, values), model);
@@ -51,7 +79,7 @@ eachStore(t, 'predictions: stored once, newest per asset, history paged, rul_low
   t.match(latest['engine-1'], {
     rulCycles: 118.5,
     unit: 'cycle',
-    model: 'rul-1.0.0',
+    model: 'rul-1.1.0',
     alert: false,
     at: new Date(t0 + 60_000).toISOString(),
   });
