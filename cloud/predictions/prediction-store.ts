@@ -8,6 +8,7 @@
 import type { Observation } from '../alerts/signals.js';
 import type { ChangeFeed } from '../store/change-feed.js';
 import type { Queryable, Store, Tx } from '../store/store.js';
+import { DeviceCache } from '../store/device-cache.js';
 import { Where } from '../store/where.js';
 
 export interface PredictionRow {
@@ -66,32 +67,21 @@ export interface HistoryQuery {
   after?: string | undefined;
 }
 
-/** Devices whose newest predictions are kept built for twin reads (a point read asked the database every time). */
-const CACHE_MAX = 50_000;
+/** The cached "this device has no predictions" (a miss would ask the database at every read). */
 const NONE: Readonly<Record<string, PredictionView>> = Object.freeze({});
 
 export class PredictionStore {
   /**
-   * The newest predictions per device, as the twin shows them (frozen: responses share them). The
-   * rule is TwinStore's: a local write drops the entry now and again at commit, and every change
-   * naming the device — from any replica, through the change feed (`watch`) — drops it too.
+   * The newest predictions per device, as the twin shows them (frozen: responses share them), kept
+   * built for twin reads by the same rules as TwinStore's views (store/device-cache.ts).
    */
-  private readonly cache = new Map<string, Readonly<Record<string, PredictionView>>>();
-  /** Bumped by every invalidation: a read that raced one does not cache what it read. */
-  private generation = 0;
+  private readonly cache = new DeviceCache<Readonly<Record<string, PredictionView>>>();
 
   constructor(private readonly store: Store) {}
 
   /** Drops cached entries of devices that changed anywhere: call once with the cloud's change feed. */
   watch(feed: ChangeFeed): void {
-    feed.tap((c) => {
-      if (c.device !== null) this.forget(c.device);
-    });
-  }
-
-  private forget(device: string): void {
-    this.cache.delete(device);
-    this.generation++;
+    this.cache.watch(feed);
   }
 
   /**
@@ -117,8 +107,7 @@ export class PredictionStore {
       );
       if (up.changes > 0) {
         newest.push(p);
-        this.forget(p.device);
-        tx.afterCommit(() => this.forget(p.device));
+        this.cache.touch(tx, p.device);
       }
     }
     return newest;
@@ -141,7 +130,7 @@ export class PredictionStore {
     }
     if (missing.length === 0) return out;
     // Read outside any transaction: cached only if no change arrived meanwhile (it could be stale).
-    const gen = this.generation;
+    const mark = this.cache.mark();
     const read = new Map<string, Record<string, PredictionView>>();
     for (let i = 0; i < missing.length; i += 500) {
       const part = missing.slice(i, i + 500);
@@ -159,10 +148,7 @@ export class PredictionStore {
       const m = read.get(d);
       const entry = m === undefined ? NONE : Object.freeze(m);
       if (m !== undefined) out.set(d, entry);
-      if (gen === this.generation) {
-        if (this.cache.size >= CACHE_MAX) this.cache.delete(this.cache.keys().next().value!);
-        this.cache.set(d, entry);
-      }
+      this.cache.set(d, entry, mark);
     }
     return out;
   }

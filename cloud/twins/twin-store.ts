@@ -18,6 +18,7 @@ import type { DesiredFeedPage } from '../../common/wire/desired-feed.js';
 import type { ReportedMessage } from '../../common/wire/record.js';
 import { checkTwinDocument } from '../../common/wire/twin-protocol.js';
 import type { ChangeFeed } from '../store/change-feed.js';
+import { DeviceCache } from '../store/device-cache.js';
 import { withTx, type Queryable, type Store, type Tx } from '../store/store.js';
 import type { AuditLog } from '../audit/audit-log.js';
 import type { Principal } from '../auth/tokens.js';
@@ -42,12 +43,9 @@ export {
 const DESIRED_CURSOR = 'desired_cursor';
 
 /** Twins kept built for point reads; any write to a twin drops its entry. */
-const CACHE_MAX = 50_000;
 
 export class TwinStore {
-  private readonly cache = new Map<string, { view: TwinView; lastSeen: number; reportedHealth: unknown }>();
-  /** Bumped by every invalidation: a read that raced one does not cache what it read. */
-  private generation = 0;
+  private readonly cache = new DeviceCache<{ view: TwinView; lastSeen: number; reportedHealth: unknown }>();
   private readonly ingestWrites: TwinIngestWrites;
 
   constructor(
@@ -60,20 +58,12 @@ export class TwinStore {
 
   /** Drops cached views of devices other replicas (or this one) changed: call once with the cloud's change feed. */
   watch(feed: ChangeFeed): void {
-    feed.tap((c) => {
-      if (c.device !== null) this.forget(c.device);
-    });
-  }
-
-  private forget(device: string): void {
-    this.cache.delete(device);
-    this.generation++;
+    this.cache.watch(feed);
   }
 
   /** A write to `device` in `tx`: its cached view goes now and again once committed (a read may have raced the commit). */
   touch(tx: Tx, device: string): void {
-    this.forget(device);
-    tx.afterCommit(() => this.forget(device));
+    this.cache.touch(tx, device);
   }
 
   private row(q: Queryable, device: string, lock = false): Promise<TwinRow | undefined> {
@@ -220,15 +210,12 @@ export class TwinStore {
     if (!hit) {
       // Read outside any transaction: two statements may straddle a concurrent write, so the view
       // is cached only if no change to the device arrived meanwhile (the entry would be stale).
-      const gen = this.generation;
+      const mark = this.cache.mark();
       const [t, metrics] = await Promise.all([this.row(this.store, device), this.metrics(this.store, device)]);
       if (!t) return undefined;
       const view = this.view(t, metrics);
       hit = { view, lastSeen: t.last_seen, reportedHealth: view.health.reported };
-      if (gen === this.generation) {
-        if (this.cache.size >= CACHE_MAX) this.cache.delete(this.cache.keys().next().value!);
-        this.cache.set(device, hit);
-      }
+      this.cache.set(device, hit, mark);
     }
     // Health depends on the clock, so it is computed at every read.
     return { view: hit.view, health: twinHealth(this.cfg, hit.lastSeen, hit.reportedHealth, Date.now()) };
