@@ -1,8 +1,8 @@
 /**
  * The failure (remaining-useful-life) model, reproducibly, in one command:
  *
- *   npm run train:rul [-- --version 1.1.0 --data ../shared/cmapss/train_FD001.txt --seeds 1,2 --folds 5
- *                        --epochs 60 --members 1 --window 30 --cap 125 --jobs 1 --work var/models/rul
+ *   npm run train:rul [-- --version 1.2.0 --data ../shared/cmapss/train_FD001.txt --seeds 1,2 --folds 5
+ *                        --epochs 60 --members 2 --window 30 --cap 125 --jobs 1 --work var/models/rul
  *                        --skip-cv | --cv-only | --reuse-cv --register https://cloud:8443]
  *
  * 1. engine-level cross-validation: for each seed, the engines are split into folds; each fold is
@@ -51,12 +51,12 @@ const SELECTION =
 async function main(): Promise<void> {
   const { values } = parseArgs({
     options: {
-      version: { type: 'string', default: '1.1.0' },
+      version: { type: 'string', default: '1.2.0' },
       data: { type: 'string', default: fromRoot('../shared/cmapss/train_FD001.txt') },
       seeds: { type: 'string', default: '1,2' },
       folds: { type: 'string', default: '5' },
       epochs: { type: 'string', default: '60' },
-      members: { type: 'string', default: '1' },
+      members: { type: 'string', default: '2' },
       window: { type: 'string', default: '30' },
       // The piecewise-linear target's cap; evaluation caps the true life at the same value (entry.rulCap).
       cap: { type: 'string', default: '125' },

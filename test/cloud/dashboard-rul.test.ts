@@ -69,7 +69,7 @@ t.test('dashboard: RUL chart with its threshold, drift page with a drifting coho
     site: 'plant-1',
     messages: [
       { v: 1, device: 'eng-1', epoch: 1, readings },
-      { v: 1, kind: 'reported', device: 'eng-1', ts: now, patch: { failure: { model: 'rul-1.1.0', threshold: 30, assets: 2 } } },
+      { v: 1, kind: 'reported', device: 'eng-1', ts: now, patch: { failure: { model: 'rul-1.2.0', threshold: 30, assets: 2 } } },
     ],
   });
   t.equal(status, 200, 'predictions, histograms and the reported threshold are ingested');

@@ -79,7 +79,7 @@ eachStore(t, 'predictions: stored once, newest per asset, history paged, rul_low
   t.match(latest['engine-1'], {
     rulCycles: 118.5,
     unit: 'cycle',
-    model: 'rul-1.1.0',
+    model: 'rul-1.2.0',
     alert: false,
     at: new Date(t0 + 60_000).toISOString(),
   });

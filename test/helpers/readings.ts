@@ -11,7 +11,7 @@ export function rulPrediction(seq: number, ts: number, asset: string, rul: numbe
     metric: `${asset}.rul`,
     value: rul,
     unit: 'cycle',
-    model: 'rul-1.1.0',
+    model: 'rul-1.2.0',
     kind: 'prediction',
     asset,
     ...(alert ? { alert } : {}),

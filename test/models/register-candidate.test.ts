@@ -20,7 +20,7 @@ t.test('train:rul --register: the new version is a candidate with its figures, p
   t.teardown(() => (saved === undefined ? delete process.env['EDGETWIN_TOKEN'] : (process.env['EDGETWIN_TOKEN'] = saved)));
 
   const { entry: committed, bytes } = failureModel();
-  const entry = { ...committed, version: 'rul-1.2.0' };
+  const entry = { ...committed, version: 'rul-1.3.0' };
 
   delete process.env['EDGETWIN_TOKEN'];
   await t.rejects(registerCandidate(cloud.url, entry, bytes), /EDGETWIN_TOKEN/, 'no token: refused before any request');
@@ -33,9 +33,9 @@ t.test('train:rul --register: the new version is a candidate with its figures, p
   t.equal(res.status, 200);
   const { items } = (await res.json()) as { items: Record<string, unknown>[] };
   t.equal(items.length, 1, 'only the uploaded version');
-  t.match(items[0], { name: 'rul', version: 'rul-1.2.0', kind: 'failure', stage: 'candidate', sha256: committed.sha256, promotions: [] });
+  t.match(items[0], { name: 'rul', version: 'rul-1.3.0', kind: 'failure', stage: 'candidate', sha256: committed.sha256, promotions: [] });
 
-  const one = await fetch(`${cloud.url}/v1/models/rul/rul-1.2.0`, { headers: { authorization: `Bearer ${admin}` } });
+  const one = await fetch(`${cloud.url}/v1/models/rul/rul-1.3.0`, { headers: { authorization: `Bearer ${admin}` } });
   const stored = (await one.json()) as { entry: { metrics?: unknown; thresholds?: unknown } };
   t.match(stored.entry.metrics, { crossValidation: { rmsePooled: Number, phm08PerEngine: Number } }, 'with its validation figures');
   t.same(stored.entry.metrics, committed.metrics);
