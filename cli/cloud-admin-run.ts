@@ -1,5 +1,5 @@
 /**
- * The work behind `edgetwin cloud <tokens|compact|retention|backfill|migrate|audit>` once
+ * The work behind `edgetwin cloud <tokens|compact|retention|backfill|migrate|setup-db|audit>` once
  * cli/cloud-admin.ts has parsed the command line (loaded lazily: it pulls in the cloud's modules).
  */
 import { userInfo } from 'node:os';
@@ -18,6 +18,7 @@ import { Progress, progressModeFromEnv } from '../common/progress.js';
 import { runBackfill } from './backfill.js';
 import { auditExportDir, runAuditVerify } from './cloud-audit.js';
 import { migrateToPostgres } from './cloud-migrate.js';
+import { appPassword, describeSetupDb, setupDb } from './cloud-setup-db.js';
 import { str, usage, type OptionValues } from './args.js';
 
 /** `90d`, `12h`, `30m` → ms; a usage error otherwise. */
@@ -62,6 +63,14 @@ export async function runCloudAdminCommand(
       print,
     );
   if (key === 'compact') return compactCmd(cfg, str(values, 'table'), print);
+  if (key === 'setup-db') {
+    const r = await setupDb(cfg, {
+      url: str(values, 'url'),
+      appRole: str(values, 'app-role'),
+      appPassword: appPassword(str(values, 'app-password-file')),
+    });
+    return print(describeSetupDb(r), r);
+  }
   if (key === 'migrate') return migrateCmd(cfg, str(values, 'to'), str(values, 'url'), print);
   if (key === 'audit verify') return runAuditVerify(str(values, 'dir') ?? auditExportDir(cfg), print);
   return retentionCmd(cfg, values['dry-run'] === true, print);

@@ -9,6 +9,7 @@ import { TABLE_NAMES } from '../cloud/lakehouse/layout.js';
 import { HELP_OPTION, parseSubcommand, type OptionTable, type Subcommand } from './args.js';
 import { backfillSubcommand } from './backfill-options.js';
 import { auditSubcommands } from './cloud-audit.js';
+import { setupDbSubcommand } from './cloud-setup-db.js';
 
 const COMMON: OptionTable = {
   config: {
@@ -83,6 +84,7 @@ Run 'edgetwin cloud tokens <create|list|revoke> --help' for each one's options.`
       ...COMMON,
     },
   },
+  'setup-db': setupDbSubcommand,
   retention: {
     usage: 'Usage: edgetwin cloud retention [--dry-run] [options]',
     about: 'Deletes partitions older than lakehouse.retention.* days, and batch ids older than ingest.batchIdRetentionDays.',

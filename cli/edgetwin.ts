@@ -35,7 +35,7 @@ Commands:
               collector devices add|list|revoke|token: the device registry
   cloud       run the cloud ingest and twin API
               cloud tokens create|list|revoke, cloud compact, cloud retention, cloud backfill, cloud migrate,
-              cloud audit verify: administration
+              cloud setup-db, cloud audit verify: administration
   demo        run a cloud, a collector and three simulated agents on loopback
   backup      back up a daemon's state directory while it runs
   restore     restore (or --verify) a backup into a stopped daemon's state directory
@@ -144,7 +144,8 @@ const COMMANDS: Record<string, (args: string[]) => Promise<void>> = {
     return runCollectorDevices(a.slice(1));
   },
   cloud: async (a) => {
-    if (!['tokens', 'compact', 'retention', 'backfill', 'migrate', 'audit'].includes(a[0] ?? '')) return runDaemonCommand('cloud', a);
+    if (!['tokens', 'compact', 'retention', 'backfill', 'migrate', 'setup-db', 'audit'].includes(a[0] ?? ''))
+      return runDaemonCommand('cloud', a);
     const { runCloudAdmin } = await import('./cloud-admin.js');
     return runCloudAdmin(a);
   },

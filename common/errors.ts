@@ -44,6 +44,11 @@ export const ERROR_TABLE = {
   DISK_FULL: row(507, true),
   /** The cloud's database (PostgreSQL, or a locked SQLite file) cannot be reached or answered too slowly: nothing was changed; retry after Retry-After. */
   STORE_UNAVAILABLE: row(503, true),
+  /**
+   * The database's schema is older than this build and the role the cloud logs in as may not change
+   * it (a least-privilege deployment): the daemon refuses to start; run `edgetwin cloud setup-db` as the owner.
+   */
+  STORE_SCHEMA: row(500, false),
   /** A file or database whose content cannot be read back (checksum, quick_check, unparsable state). */
   STORE_CORRUPT: row(500, false),
   /** A read or write that failed in the operating system or the database engine (not corruption, not full). */

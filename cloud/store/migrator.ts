@@ -5,6 +5,7 @@
  * A database that has migrations this build does not know (a newer replica ran first, during a
  * rolling upgrade) is used as it is: migrations only add.
  */
+import { EdgetwinError, ErrorCodes } from '../../common/errors.js';
 import type { Logger } from '../../common/log.js';
 import { migrationTx, type DdlTx, type Migration } from './migrate.js';
 import { MIGRATIONS } from './migrations/index.js';
@@ -37,7 +38,27 @@ export async function migrate(
     return appliedNow;
   }
   for (;;) {
-    const next = await store.ddlTx(async (tx) => {
+    const next = await applyNext(store, list, ids, log, applied);
+    if (next === undefined) break;
+    appliedNow.push(next);
+    log?.info({ migration: next }, 'database migration applied');
+  }
+  return appliedNow;
+}
+
+/** PostgreSQL's insufficient_privilege. */
+const NO_PRIVILEGE = '42501';
+
+/** Applies the first migration not yet applied (undefined: none left). */
+async function applyNext(
+  store: Store & { ddlTx<T>(fn: (tx: DdlTx) => Promise<T>): Promise<T> },
+  list: readonly Migration[],
+  ids: Set<string>,
+  log: Logger | undefined,
+  applied: Set<string> | undefined,
+): Promise<string | undefined> {
+  try {
+    return await store.ddlTx(async (tx) => {
       const { int } = tx.dialect;
       if (tx.dialect.kind === 'postgres') await tx.get('SELECT pg_advisory_xact_lock(?)', [MIGRATION_LOCK]);
       await tx.exec(`CREATE TABLE IF NOT EXISTS schema_migrations (id TEXT PRIMARY KEY, applied_at ${int} NOT NULL);`);
@@ -54,11 +75,17 @@ export async function migrate(
       await tx.run('INSERT INTO schema_migrations (id, applied_at) VALUES (?, ?)', [m.id, Date.now()]);
       return m.id;
     });
-    if (next === undefined) break;
-    appliedNow.push(next);
-    log?.info({ migration: next }, 'database migration applied');
+  } catch (err) {
+    if ((err as { code?: unknown }).code !== NO_PRIVILEGE) throw err;
+    // A least-privilege role (cloud/store/pg-roles.ts) meets a schema older than this build: say what to run instead of a bare SQL error.
+    const pending = list.filter((m) => !applied?.has(m.id)).map((m) => m.id);
+    throw new EdgetwinError(
+      ErrorCodes.STORE_SCHEMA,
+      `the database schema is behind this build (pending: ${pending.join(', ')}) and this role may not change it: ` +
+        "run 'edgetwin cloud setup-db' with the owner's credentials, then start the cloud again",
+      { cause: err, details: { pending } },
+    );
   }
-  return appliedNow;
 }
 
 /** The ids in schema_migrations, or undefined when the table is not there yet (a new database). */

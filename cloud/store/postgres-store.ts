@@ -31,6 +31,8 @@ export interface PostgresStoreOptions {
   notifyBatchMs: number;
   log?: Logger | undefined;
   applicationName?: string | undefined;
+  /** Told the migrations this open applied (edgetwin cloud setup-db prints them). */
+  onMigrated?: ((ids: string[]) => void) | undefined;
 }
 
 /** int8 (counts, ids, millisecond times) and numeric (sums) as JS numbers: every value here is below 2^53. */
@@ -101,6 +103,18 @@ const notSent = (err: unknown): boolean => {
     code === 'ECONNREFUSED' || code === '57P03' || /timeout exceeded when trying to connect/.test(err instanceof Error ? err.message : '')
   );
 };
+/**
+ * The URL with the password in it: `pg` lets a connection string's (empty) password override a
+ * separate `password` option, so store.passwordFile was never sent (tests ran with trust
+ * authentication; test/cloud/pg-least-privilege.test.ts checks SCRAM now). Never logged: describe() shows opts.url.
+ */
+export function withPassword(url: string, password: string | undefined): string {
+  if (password === undefined) return url;
+  const u = new URL(url);
+  u.password = encodeURIComponent(password);
+  return u.toString();
+}
+
 const pause = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
 
 const params = (p: readonly SqlValue[]): unknown[] => p.map((v) => (typeof v === 'bigint' ? v.toString() : v));
@@ -164,8 +178,7 @@ export class PostgresStore implements Store {
   private constructor(private readonly opts: PostgresStoreOptions) {
     this.diskFull = new DiskFullWatch('cloud database (PostgreSQL)', opts.log);
     const conn: pg.ClientConfig = {
-      connectionString: opts.url,
-      ...(opts.password !== undefined ? { password: opts.password } : {}),
+      connectionString: withPassword(opts.url, opts.password),
       connectionTimeoutMillis: opts.connectTimeoutMs,
       statement_timeout: opts.statementTimeoutMs,
       query_timeout: opts.statementTimeoutMs + 500,
@@ -196,7 +209,9 @@ export class PostgresStore implements Store {
   static async open(opts: PostgresStoreOptions): Promise<PostgresStore> {
     const s = new PostgresStore(opts);
     try {
-      await migrate(s, opts.log);
+      // Not `onMigrated?.(await migrate())`: an absent callback would skip evaluating its argument.
+      const applied = await migrate(s, opts.log);
+      opts.onMigrated?.(applied);
       s.session.start();
     } catch (err) {
       await s.close();

@@ -29,6 +29,7 @@ const COMMANDS: string[][] = [
   ['cloud', 'compact'],
   ['cloud', 'retention'],
   ['cloud', 'backfill'],
+  ['cloud', 'setup-db'],
   ['demo'],
   ['status'],
   ['invoke'],

@@ -71,15 +71,37 @@ t.test('Container Apps: at least 2 replicas on PostgreSQL, an HTTP scale rule, t
   t.match(rule, /concurrent_requests\s*=\s*tostring\(var\.twin_api_concurrent_requests\)/, 'scales on concurrent requests');
   t.match(app, /name\s*=\s*"EDGETWIN_STORE_KIND"\s*value\s*=\s*var\.store_kind/);
   const url = /EDGETWIN_STORE_URL\s*=\s*"([^"]+)"/.exec(app)?.[1] ?? '';
-  t.match(url, /^postgres:\/\/\$\{local\.store_login\}@[^:]+:5432\//, 'session port 5432, a user name and no password in the URL');
+  t.match(url, /^postgres:\/\/\$\{local\.store_app_login\}@[^:]+:5432\//, 'the app role, session port 5432 and no password in the URL');
   t.match(url, /sslmode=require/);
   for (const n of ['EDGETWIN_STORE_KIND', 'EDGETWIN_STORE_URL']) t.ok(n in cloudStoreEnv, `${n} is read by the cloud config`);
   const pw = block(app, /dynamic "env" \{\s*for_each = local\.pg \? \[1\] : \[\]\s*content \{\s*name\s*=\s*"PGPASSWORD"/);
   t.match(pw, /secret_name\s*=\s*"store-password"/, 'the password comes from a secret reference');
   const secret = block(app, /dynamic "secret"/);
   t.match(secret, /name\s*=\s*"store-password"/);
-  t.match(secret, /key_vault_secret_id\s*=\s*azurerm_key_vault_secret\.store_password\[0\]\.versionless_id/, 'a Key Vault reference');
+  t.match(
+    secret,
+    /key_vault_secret_id\s*=\s*azurerm_key_vault_secret\.store_app_password\[0\]\.versionless_id/,
+    "the app role's, from Key Vault",
+  );
   t.match(secret, /identity\s*=\s*azurerm_user_assigned_identity\.cloud\.id/, 'read with the app identity');
+});
+
+t.test('least privilege: the replicas log in as the app role; only the setup-db job uses the admin', async (t) => {
+  t.match(all, /store_app_login\s*=\s*"edgetwin_app"/);
+  t.not(/store_app_login\s*=\s*"([^"]+)"/.exec(all)?.[1], /store_login\s*=\s*"([^"]+)"/.exec(all)?.[1], 'not the admin');
+  const app = block(main, /resource "azurerm_container_app" "twin_api"/);
+  t.notMatch(app, /store_password\[0\]/, "the app never references the admin's password");
+  const appSecret = block(all, /resource "azurerm_key_vault_secret" "store_app_password"/);
+  t.equal(attr(appSecret, 'value_wo'), 'ephemeral.random_password.store_app[0].result', 'generated, write-only');
+  const job = block(all, /resource "azurerm_container_app_job" "setup_db"/);
+  t.ok(job, 'the setup-db job is defined');
+  t.equal(attr(job, 'count'), 'local.pg ? 1 : 0');
+  t.match(job, /command\s*=\s*\["node", "dist\/cli\/edgetwin\.js", "cloud", "setup-db", "--app-role", local\.store_app_login\]/);
+  t.match(job, /EDGETWIN_STORE_URL"\s*value\s*=\s*"postgres:\/\/\$\{local\.store_login\}@/, 'as the admin (the owner)');
+  t.match(job, /name\s*=\s*"PGPASSWORD"\s*secret_name\s*=\s*"store-admin-password"/);
+  t.match(job, /name\s*=\s*"EDGETWIN_APP_DB_PASSWORD"\s*secret_name\s*=\s*"store-app-password"/, 'the variable setup-db reads');
+  t.match(job, /azurerm_key_vault_secret\.store_app_password\[0\]\.versionless_id/);
+  t.match(read('outputs.tf'), /output "setup_db_command"/, 'the command to start it is an output');
 });
 
 t.test('the lake account has a geo-redundant option', async (t) => {

@@ -230,12 +230,12 @@ resource "azurerm_container_app" "twin_api" {
     }
   }
 
-  # The store's password, read by the app's identity from Key Vault (never in the Terraform state).
+  # The application role's password (not the admin's), read by the app's identity from Key Vault (never in the Terraform state).
   dynamic "secret" {
     for_each = local.pg ? [1] : []
     content {
       name                = "store-password"
-      key_vault_secret_id = azurerm_key_vault_secret.store_password[0].versionless_id
+      key_vault_secret_id = azurerm_key_vault_secret.store_app_password[0].versionless_id
       identity            = azurerm_user_assigned_identity.cloud.id
     }
   }
@@ -302,12 +302,13 @@ resource "azurerm_container_app" "twin_api" {
         name  = "EDGETWIN_STORE_KIND"
         value = var.store_kind
       }
-      # The URL carries no password (PGPASSWORD below comes from the Key Vault secret).
+      # The least-privilege application role (postgres.tf); the URL carries no password (PGPASSWORD
+      # below comes from the Key Vault secret).
       # Port 5432, not the built-in PgBouncer (6432, transaction mode): LISTEN and the writer's
       # advisory lock need session connections.
       dynamic "env" {
         for_each = local.pg ? {
-          EDGETWIN_STORE_URL = "postgres://${local.store_login}@${azurerm_postgresql_flexible_server.this[0].fqdn}:5432/${local.store_database}?sslmode=require"
+          EDGETWIN_STORE_URL = "postgres://${local.store_app_login}@${azurerm_postgresql_flexible_server.this[0].fqdn}:5432/${local.store_database}?sslmode=require"
         } : {}
         content {
           name  = env.key

@@ -56,3 +56,8 @@ output "store_password_secret_id" {
   description = "Key Vault secret holding the store password (store_kind = postgres)."
   value       = local.pg ? azurerm_key_vault_secret.store_password[0].versionless_id : null
 }
+
+output "setup_db_command" {
+  description = "Run after an apply that changes the image (store_kind = postgres): migrations and the app role's grants, as the server admin."
+  value       = local.pg ? "az containerapp job start --name ${azurerm_container_app_job.setup_db[0].name} --resource-group ${azurerm_resource_group.this.name}" : null
+}

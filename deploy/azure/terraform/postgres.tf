@@ -12,6 +12,7 @@ locals {
   api_max_replicas = local.pg ? max(local.api_min_replicas, coalesce(var.twin_api_max_replicas, 10)) : coalesce(var.twin_api_max_replicas, 1)
   store_database   = "edgetwin"
   store_login      = "edgetwin"
+  store_app_login  = "edgetwin_app"
 }
 
 resource "azurerm_virtual_network" "this" {
@@ -121,6 +122,12 @@ resource "azurerm_postgresql_flexible_server_database" "edgetwin" {
   collation = "en_US.utf8"
 }
 
+ephemeral "random_password" "store_app" {
+  count   = local.pg ? 1 : 0
+  length  = 40
+  special = false
+}
+
 resource "azurerm_key_vault_secret" "store_password" {
   count            = local.pg ? 1 : 0
   name             = "cloud-store-password"
@@ -128,4 +135,75 @@ resource "azurerm_key_vault_secret" "store_password" {
   value_wo_version = var.store_password_version
   key_vault_id     = azurerm_key_vault.this.id
   depends_on       = [azurerm_role_assignment.deployer_kv_admin]
+}
+
+# The application role's password: the setup-db job sets it (as a SCRAM verifier), the replicas log in with it.
+resource "azurerm_key_vault_secret" "store_app_password" {
+  count            = local.pg ? 1 : 0
+  name             = "cloud-store-app-password"
+  value_wo         = ephemeral.random_password.store_app[0].result
+  value_wo_version = var.store_password_version
+  key_vault_id     = azurerm_key_vault.this.id
+  depends_on       = [azurerm_role_assignment.deployer_kv_admin]
+}
+
+# `edgetwin cloud setup-db` as the server admin: migrations, then the app role and its grants.
+# Started by hand (az containerapp job start) after an apply that changes the image, before the
+# new revision takes traffic; a replica meeting an older schema refuses to start (EDGETWIN_ERR_STORE_SCHEMA).
+resource "azurerm_container_app_job" "setup_db" {
+  count                        = local.pg ? 1 : 0
+  name                         = "job-${local.prefix}-setup-db"
+  location                     = azurerm_resource_group.this.location
+  resource_group_name          = azurerm_resource_group.this.name
+  container_app_environment_id = azurerm_container_app_environment.this.id
+  replica_timeout_in_seconds   = 1800
+  replica_retry_limit          = 1
+  tags                         = local.tags
+
+  manual_trigger_config {
+    parallelism              = 1
+    replica_completion_count = 1
+  }
+
+  identity {
+    type         = "UserAssigned"
+    identity_ids = [azurerm_user_assigned_identity.cloud.id]
+  }
+
+  secret {
+    name                = "store-admin-password"
+    key_vault_secret_id = azurerm_key_vault_secret.store_password[0].versionless_id
+    identity            = azurerm_user_assigned_identity.cloud.id
+  }
+  secret {
+    name                = "store-app-password"
+    key_vault_secret_id = azurerm_key_vault_secret.store_app_password[0].versionless_id
+    identity            = azurerm_user_assigned_identity.cloud.id
+  }
+
+  template {
+    container {
+      name    = "setup-db"
+      image   = var.container_image
+      cpu     = 0.5
+      memory  = "1Gi"
+      command = ["node", "dist/cli/edgetwin.js", "cloud", "setup-db", "--app-role", local.store_app_login]
+      env {
+        name  = "EDGETWIN_STORE_KIND"
+        value = "postgres"
+      }
+      env {
+        name  = "EDGETWIN_STORE_URL"
+        value = "postgres://${local.store_login}@${azurerm_postgresql_flexible_server.this[0].fqdn}:5432/${local.store_database}?sslmode=require"
+      }
+      env {
+        name        = "PGPASSWORD"
+        secret_name = "store-admin-password"
+      }
+      env {
+        name        = "EDGETWIN_APP_DB_PASSWORD"
+        secret_name = "store-app-password"
+      }
+    }
+  }
 }
