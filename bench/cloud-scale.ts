@@ -5,7 +5,7 @@
  * at once; then SSE delivery from a desired write on the first replica to a subscriber on the last.
  */
 import { fork, type ChildProcess } from 'node:child_process';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -15,10 +15,10 @@ import { Pool, request } from 'undici';
 import { TokenStore } from '../cloud/auth/tokens.js';
 import { PostgresStore } from '../cloud/store/postgres-store.js';
 import { startPostgres } from './postgres.js';
-import { freePort, peakRssMb, postIngest } from './support.js';
+import { cpuSeconds, freePort, peakRssMb, postIngest } from './support.js';
 
 interface AutocannonResult {
-  requests: { average: number };
+  requests: { average: number; total: number };
   latency: { p50: number; p99: number };
   non2xx: number;
   errors: number;
@@ -45,9 +45,27 @@ export interface ScaleFigures {
   pg_twin_reads_per_s: number;
   pg_twin_read_p50_ms: number;
   pg_twin_read_p99_ms: number;
+  /** CPU of all replicas per read, and of the PostgreSQL server per read: what the shared two cores hide. */
+  pg_twin_read_replica_cpu_us: number;
+  pg_twin_read_server_cpu_us: number;
   sse_cross_replica_p50_ms: number;
   sse_cross_replica_p99_ms: number;
   pg_replica_peak_rss_mb: number;
+}
+
+/** CPU seconds of the PostgreSQL server: the postmaster (first line of postmaster.pid) and its backends. */
+function serverCpuSeconds(dataDir: string): number {
+  const root = Number(readFileSync(join(dataDir, 'postmaster.pid'), 'utf8').split('\n')[0]);
+  let total = cpuSeconds(root);
+  for (const d of readdirSync('/proc')) {
+    if (!/^\d+$/.test(d)) continue;
+    try {
+      if (Number(readFileSync(`/proc/${d}/stat`, 'utf8').split(') ')[1]!.split(' ')[1]) === root) total += cpuSeconds(Number(d)) || 0;
+    } catch {
+      // the process ended meanwhile
+    }
+  }
+  return total;
 }
 
 const quantile = (xs: number[], p: number): number => {
@@ -123,6 +141,8 @@ export async function runScale(o: ScaleOptions): Promise<ScaleFigures> {
 
     // 2. Twin reads on every replica at once.
     const per = Math.max(1, Math.floor(o.connections / urls.length));
+    const cpu0 = children.reduce((n, c) => n + cpuSeconds(c.pid), 0);
+    const server0 = serverCpuSeconds(server.dataDir);
     const reads = await Promise.all(
       urls.map((u) =>
         autocannon({
@@ -139,6 +159,9 @@ export async function runScale(o: ScaleOptions): Promise<ScaleFigures> {
         }),
       ),
     );
+    const replicaCpu = children.reduce((n, c) => n + cpuSeconds(c.pid), 0) - cpu0;
+    const serverCpu = serverCpuSeconds(server.dataDir) - server0;
+    const readsTotal = reads.reduce((n, r) => n + r.requests.total, 0);
     for (const r of reads) if (r.non2xx > 0 || r.errors > 0) throw new Error(`twin reads: ${r.non2xx} non-2xx, ${r.errors} errors`);
 
     // 3. SSE: a desired write on the first replica, delivered by the last one.
@@ -152,6 +175,8 @@ export async function runScale(o: ScaleOptions): Promise<ScaleFigures> {
       pg_twin_reads_per_s: Math.round(reads.reduce((n, r) => n + r.requests.average, 0)),
       pg_twin_read_p50_ms: Math.max(...reads.map((r) => r.latency.p50)),
       pg_twin_read_p99_ms: Math.max(...reads.map((r) => r.latency.p99)),
+      pg_twin_read_replica_cpu_us: Math.round((replicaCpu * 1e6) / readsTotal),
+      pg_twin_read_server_cpu_us: Math.round((serverCpu * 1e6) / readsTotal),
       sse_cross_replica_p50_ms: Number(quantile(latencies, 0.5).toFixed(2)),
       sse_cross_replica_p99_ms: Number(quantile(latencies, 0.99).toFixed(2)),
       pg_replica_peak_rss_mb: Math.round(rss),

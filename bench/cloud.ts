@@ -271,6 +271,11 @@ async function main(): Promise<void> {
       ],
       ['  latency p50 / p99 (worst replica)', `${scale.pg_twin_read_p50_ms} / ${scale.pg_twin_read_p99_ms} ms`, 'p99 <= 10 ms'],
       [
+        '  CPU per read: replicas / PostgreSQL',
+        `${scale.pg_twin_read_replica_cpu_us} / ${scale.pg_twin_read_server_cpu_us} µs`,
+        `single node: ${figures.cloud_twin_read_cpu_us} µs`,
+      ],
+      [
         '  SSE write on A → event on C, p50 / p99',
         `${scale.sse_cross_replica_p50_ms} / ${scale.sse_cross_replica_p99_ms} ms`,
         'p99 <= 200 ms',
