@@ -12,7 +12,7 @@
 import { join } from 'node:path';
 import type { CloudConfig } from '../cloud/config.js';
 import { PostgresStore } from '../cloud/store/postgres-store.js';
-import { storePassword } from '../cloud/store/open-store.js';
+import { openToolPostgres } from '../cloud/store/open-store.js';
 import { SqliteStore } from '../cloud/store/sqlite-store.js';
 import type { Store } from '../cloud/store/store.js';
 import { EdgetwinError, ErrorCodes } from '../common/errors.js';
@@ -68,15 +68,7 @@ export async function migrateToPostgres(
   let dst: PostgresStore | undefined;
   try {
     src = await SqliteStore.open({ stateDir: cfg.stateDir, path: join(cfg.stateDir, 'twins.db') });
-    dst = await PostgresStore.open({
-      url,
-      password: storePassword(cfg.store),
-      poolMax: 2,
-      connectTimeoutMs: cfg.store.connectTimeoutMs,
-      statementTimeoutMs: 600_000,
-      notifyBatchMs: 5,
-      applicationName: 'edgetwin-migrate',
-    });
+    dst = await openToolPostgres(cfg.store, url, 'edgetwin-migrate');
     const target = dst;
     await target.run(`CREATE TABLE IF NOT EXISTS ${PROGRESS} (tbl TEXT PRIMARY KEY, last_key TEXT NOT NULL, copied BIGINT NOT NULL)`);
     const progress = new Map(

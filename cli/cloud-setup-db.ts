@@ -7,8 +7,7 @@
  */
 import { readFileSync, statSync } from 'node:fs';
 import type { CloudConfig } from '../cloud/config.js';
-import { storePassword } from '../cloud/store/open-store.js';
-import { PostgresStore } from '../cloud/store/postgres-store.js';
+import { openToolPostgres } from '../cloud/store/open-store.js';
 import { grantAppRole, type AppRoleReport } from '../cloud/store/pg-roles.js';
 import { EdgetwinError, ErrorCodes } from '../common/errors.js';
 import { HELP_OPTION, usage, type Subcommand } from './args.js';
@@ -79,16 +78,7 @@ export async function setupDb(
   if (!url) usage('edgetwin cloud setup-db needs --url or store.url (a postgres:// URL of the owner)');
   if (opts.appPassword !== undefined && !opts.appRole) usage('an application password needs --app-role');
   const applied: string[] = [];
-  const db = await PostgresStore.open({
-    url,
-    password: storePassword(cfg.store),
-    poolMax: 2,
-    connectTimeoutMs: cfg.store.connectTimeoutMs,
-    statementTimeoutMs: 600_000,
-    notifyBatchMs: 5,
-    applicationName: 'edgetwin-setup-db',
-    onMigrated: (ids) => applied.push(...ids),
-  });
+  const db = await openToolPostgres(cfg.store, url, 'edgetwin-setup-db', (ids) => applied.push(...ids));
   try {
     const report: SetupDbReport = { migrationsApplied: applied };
     if (opts.appRole) report.appRole = await grantAppRole(db, opts.appRole, opts.appPassword);

@@ -15,7 +15,7 @@ export interface MethodHost {
   readonly cfg: { deviceId: string; uplink: { url: string } };
   readonly log: Logger;
   readonly identity: { epoch: number; nextSeq: number };
-  readonly outbox: { depth(): { rows: number; bytes: number } };
+  readonly outbox: { depth(): { rows: number; bytes: number }; lastId(): number; oldestId(): number | undefined };
   readonly uplink: { connected: boolean; inflightBatches: number; drainingBacklog: boolean; sendNow(ms: number): void };
   readonly twin?: { state: { version: number } } | undefined;
   health(): { ok: boolean; sources: Record<string, SourceStatus>; sourceErrors: Record<string, string> };
@@ -51,12 +51,15 @@ export function registerBuiltIns(methods: DeviceMethods, host: MethodHost, now: 
     if (typeof waitMs !== 'number' || !Number.isInteger(waitMs) || waitMs < 0 || waitMs > FLUSH_WAIT_MAX_MS)
       throw badRequest(`waitMs must be an integer from 0 to ${FLUSH_WAIT_MAX_MS}`);
     const committed = await host.flush();
+    // Drained means everything waiting when the call came has been acknowledged: a live source keeps
+    // adding rows, so "the outbox is empty" may never hold (and did not, under load, in methods.test.ts).
+    const upTo = host.outbox.lastId();
+    const waiting = (): boolean => (host.outbox.oldestId() ?? Infinity) <= upTo;
     // Partly filled batches go out now instead of after batchMaxDelayMs.
     host.uplink.sendNow(waitMs + 1000);
     const deadline = now() + waitMs;
-    while (host.outbox.depth().rows > 0 && host.uplink.connected && now() < deadline) await new Promise((r) => setTimeout(r, 20));
-    const outbox = host.outbox.depth();
-    return { committed, drained: outbox.rows === 0, outbox, connected: host.uplink.connected };
+    while (waiting() && host.uplink.connected && now() < deadline) await new Promise((r) => setTimeout(r, 20));
+    return { committed, drained: !waiting(), outbox: host.outbox.depth(), connected: host.uplink.connected };
   });
 
   methods.register('restartSource', async (payload) => {

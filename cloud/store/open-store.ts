@@ -46,3 +46,25 @@ export async function openStore(s: StoreSettings, log?: Logger, appName?: string
     applicationName: appName,
   });
 }
+
+/**
+ * PostgreSQL as an administration tool opens it (`cloud migrate`, `cloud setup-db`): two
+ * connections, the config's password, and statements allowed to run for minutes (copies, DDL).
+ */
+export function openToolPostgres(
+  c: CloudStoreConfig,
+  url: string,
+  applicationName: string,
+  onMigrated?: (ids: string[]) => void,
+): Promise<PostgresStore> {
+  return PostgresStore.open({
+    url,
+    password: storePassword(c),
+    poolMax: 2,
+    connectTimeoutMs: c.connectTimeoutMs,
+    statementTimeoutMs: 600_000,
+    notifyBatchMs: 5,
+    applicationName,
+    onMigrated,
+  });
+}

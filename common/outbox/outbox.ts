@@ -63,6 +63,7 @@ export class SqliteOutbox {
   private readonly readLane;
   private readonly deleteRange;
   private readonly oldest;
+  private readonly minId;
   private readonly deleteId;
   private readonly expireChunk;
   /** Counted only once the transaction that made them commits (a rollback undoes them). */
@@ -102,6 +103,7 @@ export class SqliteOutbox {
     this.deleteRange = this.db
       .prepare<[number, number, number]>('DELETE FROM queue WHERE lane = ? AND id >= ? AND id <= ? RETURNING bytes')
       .pluck();
+    this.minId = this.db.prepare<[], number | null>('SELECT min(id) FROM queue').pluck();
     this.oldest = this.db.prepare<[number], { id: number; bytes: number }>(
       'SELECT id, bytes FROM queue WHERE lane = ? ORDER BY id LIMIT 256',
     );
@@ -364,6 +366,11 @@ export class SqliteOutbox {
 
   depth(): { rows: number; bytes: number } {
     return { rows: this.rows, bytes: this.bytes };
+  }
+
+  /** The lowest id still waiting (any lane), undefined when empty: "has everything up to id N gone?" */
+  oldestId(): number | undefined {
+    return this.closed ? undefined : (this.minId.get() ?? undefined);
   }
 
   /** The highest id ever appended (ids are never reused). */

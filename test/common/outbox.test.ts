@@ -23,6 +23,11 @@ t.test('rows come back in order and leave only when acknowledged', async (t) => 
     ['"c"'],
   );
   t.same(o.depth(), { rows: 1, bytes: 3 });
+  t.equal(o.oldestId(), rows[1]!.id + 1, 'the oldest row still waiting (what the flush method waits past)');
+  o.append([{ body: '"d"' }]);
+  t.equal(o.oldestId(), rows[1]!.id + 1, 'newer rows do not move it');
+  o.ack(LANE_NORMAL, 0, o.lastId());
+  t.equal(o.oldestId(), undefined, 'empty: nothing waits');
   o.close();
 });
 
