@@ -57,16 +57,19 @@ export interface SetupDbReport {
 
 /** The application role's password: a private file, else the environment; never echoed. */
 export function appPassword(file: string | undefined, env: NodeJS.ProcessEnv = process.env): string | undefined {
-  if (file === undefined) return env['EDGETWIN_APP_DB_PASSWORD'] || undefined;
-  let text: string;
-  try {
-    if ((statSync(file).mode & 0o077) !== 0) usage(`--app-password-file ${file} is readable by group or others: chmod 600 it`);
-    text = readFileSync(file, 'utf8').replace(/\r?\n$/, '');
-  } catch (cause) {
-    if (cause instanceof EdgetwinError) throw cause;
-    throw new EdgetwinError(ErrorCodes.USAGE, `--app-password-file: cannot read ${file}`, { cause });
+  let text: string | undefined;
+  if (file === undefined) text = env['EDGETWIN_APP_DB_PASSWORD'] || undefined;
+  else {
+    try {
+      if ((statSync(file).mode & 0o077) !== 0) usage(`--app-password-file ${file} is readable by group or others: chmod 600 it`);
+      text = readFileSync(file, 'utf8').replace(/\r?\n$/, '');
+    } catch (cause) {
+      if (cause instanceof EdgetwinError) throw cause;
+      throw new EdgetwinError(ErrorCodes.USAGE, `--app-password-file: cannot read ${file}`, { cause });
+    }
   }
-  if (text.length < 12) usage(`--app-password-file ${file}: the password must have at least 12 characters`);
+  if (text !== undefined && text.length < 12)
+    usage(`the application role's password (${file ?? 'EDGETWIN_APP_DB_PASSWORD'}) must have at least 12 characters`);
   return text;
 }
 

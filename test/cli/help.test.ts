@@ -37,13 +37,28 @@ const COMMANDS: string[][] = [
   ['restore'],
 ];
 
-/** runCli without blocking, so one command's option checks run side by side. */
-function runCliAsync(args: string[]): Promise<{ status: number | null; stderr: string }> {
+type Run = { status: number | null; stdout: string; stderr: string };
+
+/** The CLI without blocking: the runs below go two at a time (one per core), not one after another. */
+function runCliAsync(args: string[]): Promise<Run> {
   return new Promise((resolve) => {
-    execFile(process.execPath, [CLI, ...args], { timeout: 60_000 }, (err, _stdout, stderr) => {
-      resolve({ status: err ? ((err as { code?: number }).code ?? null) : 0, stderr });
+    execFile(process.execPath, [CLI, ...args], { timeout: 60_000 }, (err, stdout, stderr) => {
+      resolve({ status: err ? ((err as { code?: number }).code ?? null) : 0, stdout, stderr });
     });
   });
+}
+
+async function twoAtATime<T>(jobs: (() => Promise<T>)[]): Promise<T[]> {
+  const out = new Array<T>(jobs.length);
+  let next = 0;
+  const worker = async (): Promise<void> => {
+    while (next < jobs.length) {
+      const i = next++;
+      out[i] = await jobs[i]!();
+    }
+  };
+  await Promise.all([worker(), worker()]);
+  return out;
 }
 
 interface OptionLine {
@@ -64,10 +79,21 @@ function optionLines(help: string): OptionLine[] {
     .map(({ line, m }) => ({ line, name: m![1]!, placeholder: m![2] }));
 }
 
-for (const cmd of COMMANDS) {
+// Every command's --help and its unknown-option answer, then (from each help's option list) the run
+// with every listed option given at once: each start of the CLI costs a few hundred ms of CPU.
+const helps = await twoAtATime(COMMANDS.map((cmd) => () => runCliAsync([...cmd, '--help'])));
+const unknowns = await twoAtATime(COMMANDS.map((cmd) => () => runCliAsync([...cmd, '--no-such-option'])));
+const given = helps.map((h) => optionLines(h.stdout).filter((o) => o.name !== 'help'));
+const allOptions = await twoAtATime(
+  COMMANDS.map(
+    (cmd, i) => () => runCliAsync([...cmd, ...given[i]!.flatMap((o) => [`--${o.name}`, ...(o.placeholder ? ['1'] : [])]), '--help']),
+  ),
+);
+
+COMMANDS.forEach((cmd, i) => {
   const label = ['edgetwin', ...cmd].join(' ');
   t.test(`${label} --help lists its options with defaults and units`, async (t) => {
-    const r = runCli([...cmd, '--help']);
+    const r = helps[i]!;
     t.equal(r.status, 0, r.stderr);
     const opts = optionLines(r.stdout);
     t.ok(opts.length > 0, 'has an Options: block');
@@ -80,22 +106,20 @@ for (const cmd of COMMANDS) {
       if (o.placeholder === 'N') t.match(o.line, /\[[^\]]+\] \(/, `--${o.name} shows its unit`);
     }
     // Accepted for real: with every listed option given at once, --help still answers instead of
-    // "unknown option --x" (which names the first option the parser refuses). One process per
-    // command, not per option: each start of the CLI costs a few hundred ms of CPU.
-    const given = opts.filter((o) => o.name !== 'help');
-    const run = await runCliAsync([...cmd, ...given.flatMap((o) => [`--${o.name}`, ...(o.placeholder ? ['1'] : [])]), '--help']);
-    t.equal(run.status, 0, `${given.map((o) => `--${o.name}`).join(' ')} are accepted (${run.stderr.trim()})`);
+    // "unknown option --x" (which names the first option the parser refuses).
+    const run = allOptions[i]!;
+    t.equal(run.status, 0, `${given[i]!.map((o) => `--${o.name}`).join(' ')} are accepted (${run.stderr.trim()})`);
     t.notMatch(run.stderr, /unknown option/, 'no listed option is unknown');
   });
 
   t.test(`${label} refuses an unknown option with exit code 2`, async (t) => {
-    const r = runCli([...cmd, '--no-such-option']);
+    const r = unknowns[i]!;
     t.equal(r.status, 2, 'usage error');
     t.match(r.stderr, /unknown option --no-such-option/, 'names the option');
     t.match(r.stderr, /--help/, 'points at the help');
     t.match(r.stderr, /EDGETWIN_ERR_USAGE/, 'with the stable code');
   });
-}
+});
 
 t.test('an unknown command or subcommand is a usage error naming it', async (t) => {
   for (const args of [['frob'], ['cloud', 'tokens', 'frob'], ['collector', 'devices', 'frob']]) {

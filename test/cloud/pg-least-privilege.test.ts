@@ -9,7 +9,7 @@ import { chmodSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import pg from 'pg';
 import t from 'tap';
-import { setupDb } from '../../cli/cloud-setup-db.js';
+import { appPassword, setupDb } from '../../cli/cloud-setup-db.js';
 import { loadCloudConfig } from '../../cloud/config.js';
 import { migrate } from '../../cloud/store/migrator.js';
 import { MIGRATIONS } from '../../cloud/store/migrations/index.js';
@@ -176,6 +176,8 @@ t.test('setup-db as the owner; the cloud runs as a role that can only read and w
     });
     t.equal(r.status, 2, 'a password file others can read is a usage error');
     t.match(r.stderr, /chmod 600/);
+    t.throws(() => appPassword(undefined, { EDGETWIN_APP_DB_PASSWORD: 'short' }), { code: 'EDGETWIN_ERR_USAGE', message: /at least 12/ });
+    t.equal(appPassword(undefined, {}), undefined, 'no password: the role keeps its own');
   });
 
   t.test('a replica that meets an older schema refuses to start, and changes nothing', async (t) => {
