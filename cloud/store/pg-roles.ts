@@ -93,7 +93,11 @@ export async function grantAppRole(
       throw new EdgetwinError(ErrorCodes.USAGE, `role ${role} owns tables in schema ${me.schema}: an owner bypasses grants`);
     if (existing?.member)
       throw new EdgetwinError(ErrorCodes.USAGE, `role ${role} is a member of ${me.me} (the owner): it would inherit every privilege`);
-    const quoted = (await tx.get<{ q: string }>('SELECT quote_ident(?) AS q', [role]))!.q;
+    // The server quotes the identifiers (the role name already matched ROLE_NAME_PATTERN).
+    const { quoted, schema, db } = (await tx.get<{ quoted: string; schema: string; db: string }>(
+      'SELECT quote_ident(?) AS quoted, quote_ident(?) AS schema, quote_ident(?) AS db',
+      [role, me.schema, me.db],
+    ))!;
     const created = !existing;
     if (created) {
       if (password === undefined)
@@ -102,8 +106,6 @@ export async function grantAppRole(
     } else if (password !== undefined) {
       await tx.exec(`ALTER ROLE ${quoted} PASSWORD '${scramVerifier(password)}'`);
     }
-    const schema = (await tx.get<{ q: string }>('SELECT quote_ident(?) AS q', [me.schema]))!.q;
-    const db = (await tx.get<{ q: string }>('SELECT quote_ident(?) AS q', [me.db]))!.q;
     await tx.exec(`GRANT CONNECT ON DATABASE ${db} TO ${quoted}`);
     await tx.exec(`GRANT USAGE ON SCHEMA ${schema} TO ${quoted}`);
     await tx.exec(`REVOKE ALL ON ALL TABLES IN SCHEMA ${schema} FROM ${quoted}`);
