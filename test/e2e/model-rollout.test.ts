@@ -249,8 +249,11 @@ t.test('upload → promote → swap; a damaged copy is refused; an exploding mod
   await api('PATCH', `${cloud.url}/v1/twins/${DEVICE}/desired`, { thresholds: { alert: 0 } });
   twin = await waitTwin(
     cloud,
-    (tw) => tw.reported['m0']?.alert === true && tw.reported['m1']?.alert === true,
-    'every reading to alert at threshold 0',
+    // Readings and reported properties reach the cloud by different paths (telemetry vs the twin
+    // topic), so the alerting readings may land before the agent's report of what it applied.
+    (tw) =>
+      tw.reported['m0']?.alert === true && tw.reported['m1']?.alert === true && tw.reportedProperties.applied?.['thresholds'] !== undefined,
+    'every reading to alert at threshold 0, and the agent to report it applied',
   );
   t.same(twin.reportedProperties.applied?.['thresholds'], { alert: 0 });
   t.equal(
