@@ -5,11 +5,13 @@
  * cursor. Bodies of recent batches are also kept in memory so the writer rarely reads them back.
  *
  * With PostgreSQL every replica stages and one writer (the lease holder) drains: the pending list
- * is then read from the table (`refresh`), never built from this replica's own inserts. Staging
+ * is then read from the table (`refresh`), never built from this replica's own inserts (the leader
+ * keeps only the bodies of its own inserts in memory). Staging
  * ids are taken under `tx.ordered()`, so they commit in id order and the cursor ("written up to id
  * N") never skips a batch that committed late.
  */
-import { gunzipSync } from 'node:zlib';
+import { promisify } from 'node:util';
+import { gunzip } from 'node:zlib';
 import { STAGING_CHANNEL, type Store, type Tx } from '../store/store.js';
 import type { QuarantineRow } from '../ingest/quality.js';
 
@@ -40,6 +42,9 @@ interface PendingMeta {
 }
 
 const CURSOR = 'lake_cursor';
+/** Bodies read back in one query at most this many at a time (one round trip per body was the PostgreSQL writer's bottleneck). */
+const READ_CHUNK = 200;
+const gunzipAsync = promisify(gunzip);
 
 interface PendingRow {
   id: number;
@@ -70,6 +75,11 @@ export class StagingStore {
   private seen = 0;
   /** PostgreSQL: other replicas stage too; the table, not this process, is the list. */
   readonly shared: boolean;
+  /**
+   * PostgreSQL: keep the bodies this replica stages in memory (set while it holds the writer lease;
+   * a replica that does not write would only hold them until the cursor passes them).
+   */
+  keepOwnBodies = false;
 
   private constructor(
     private readonly store: Store,
@@ -95,6 +105,11 @@ export class StagingStore {
 
   get pendingBytes(): number {
     return this.pendingBytesTotal;
+  }
+
+  /** Bytes of staged bodies held in memory (at most memoryMaxBytes). */
+  get bodyBytesInMemory(): number {
+    return this.memoryBytes;
   }
 
   /** Re-reads the cursor and the batches staged after what is known (all replicas'); drops what another writer released. */
@@ -149,7 +164,15 @@ export class StagingStore {
 
   /** Queues a committed batch for the writer; call only after the ingest transaction committed (SQLite; PostgreSQL reads the table). */
   remember(b: StagedBatch): void {
-    if (this.shared) return;
+    if (this.shared) {
+      // Only the body: a batch of a lower id may still be committing on another replica, so the
+      // pending list stays what refresh() reads (queueing this one first would release that one unwritten).
+      if (this.keepOwnBodies && b.id > this.cursorNow && this.memoryBytes + b.body.length <= this.memoryMaxBytes) {
+        this.bodies.set(b.id, b.body);
+        this.memoryBytes += b.body.length;
+      }
+      return;
+    }
     // refresh() (this writer taking the lease) may have read the batch from the table, or written it already.
     const meta = { id: b.id, site: b.site, batchId: b.batchId, received: b.received, bytes: b.body.length, extra: b.extra };
     if (!this.enqueue(meta)) return;
@@ -161,22 +184,34 @@ export class StagingStore {
 
   /** The oldest pending batches, up to maxBytes of bodies (at least one). */
   async take(maxBytes: number): Promise<StagedBatch[]> {
-    const out: StagedBatch[] = [];
+    const metas: PendingMeta[] = [];
     let bytes = 0;
     for (const p of this.pending) {
-      if (out.length > 0 && bytes + p.bytes > maxBytes) break;
-      out.push({ id: p.id, site: p.site, batchId: p.batchId, received: p.received, extra: p.extra, body: await this.body(p.id) });
+      if (metas.length > 0 && bytes + p.bytes > maxBytes) break;
+      metas.push(p);
       bytes += p.bytes;
     }
-    return out;
+    const read = await this.readBodies(metas.map((p) => p.id).filter((id) => !this.bodies.has(id)));
+    return metas.map((p) => {
+      const body = this.bodies.get(p.id) ?? read.get(p.id);
+      if (!body) throw new Error(`staged batch ${p.id} is missing`);
+      return { id: p.id, site: p.site, batchId: p.batchId, received: p.received, extra: p.extra, body };
+    });
   }
 
-  private async body(id: number): Promise<Buffer> {
-    const inMemory = this.bodies.get(id);
-    if (inMemory) return inMemory;
-    const row = await this.store.get<{ encoding: string; body: Buffer }>('SELECT encoding, body FROM staging WHERE id = ?', [id]);
-    if (!row) throw new Error(`staged batch ${id} is missing`);
-    return row.encoding === 'gzip' ? gunzipSync(row.body) : row.body;
+  /** Bodies not in memory: one query per chunk, inflated on the thread pool (off the event loop, in parallel). */
+  private async readBodies(ids: number[]): Promise<Map<number, Buffer>> {
+    const out = new Map<number, Buffer>();
+    for (let i = 0; i < ids.length; i += READ_CHUNK) {
+      const chunk = ids.slice(i, i + READ_CHUNK);
+      const rows = await this.store.all<{ id: number; encoding: string; body: Buffer }>(
+        `SELECT id, encoding, body FROM staging WHERE id IN (${chunk.map(() => '?').join(', ')})`,
+        chunk,
+      );
+      const inflated = await Promise.all(rows.map((r) => (r.encoding === 'gzip' ? gunzipAsync(r.body) : r.body)));
+      rows.forEach((r, k) => out.set(Number(r.id), inflated[k]!));
+    }
+    return out;
   }
 
   /**
@@ -261,11 +296,14 @@ export class StagingStore {
       const p = this.pending.shift()!;
       this.pendingIds.delete(p.id);
       this.pendingBytesTotal -= p.bytes;
-      const b = this.bodies.get(p.id);
-      if (b) {
-        this.memoryBytes -= b.length;
-        this.bodies.delete(p.id);
-      }
+    }
+    // Every body at or below the cursor, also those the pending list never held (PostgreSQL: kept
+    // by the leader, released before its refresh saw them).
+    // Insertion order is nearly id order: stop at the first one still pending (a straggler goes with a later drop).
+    for (const [id, b] of this.bodies) {
+      if (id > this.cursorNow) break;
+      this.memoryBytes -= b.length;
+      this.bodies.delete(id);
     }
   }
 }

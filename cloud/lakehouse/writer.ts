@@ -96,7 +96,7 @@ export class LakehouseWriter {
     // SQLite (one process, always the writer): clean up at once, before anything reads the lake.
     if (!this.staging.shared && (!this.lease || this.lease.held)) {
       this.recover();
-      this.leader = true;
+      this.setLeader(true);
     }
     this.schedule();
   }
@@ -105,7 +105,7 @@ export class LakehouseWriter {
   private async mayWrite(): Promise<boolean> {
     if (this.lease && !this.lease.held) {
       if (this.leader) this.log.warn('lakehouse writer lease lost: another replica writes now');
-      this.leader = false;
+      this.setLeader(false);
       // Not writing, but the pending figures (ingest backpressure) and the cursor (queries) follow the leader's.
       if (this.staging.shared) await this.staging.refresh();
       return false;
@@ -113,11 +113,17 @@ export class LakehouseWriter {
     if (this.staging.shared || !this.leader) await this.staging.refresh();
     if (!this.leader) {
       this.recover();
-      this.leader = true;
+      this.setLeader(true);
       if (this.lease && this.staging.shared)
         this.log.info({ cursor: this.staging.cursor() }, 'lakehouse writer lease taken: this replica writes');
     }
     return true;
+  }
+
+  private setLeader(leader: boolean): void {
+    this.leader = leader;
+    // The writer keeps the bodies its own replica stages (PostgreSQL); the others need not hold them.
+    this.staging.keepOwnBodies = leader;
   }
 
   private recover(): void {
@@ -173,8 +179,15 @@ export class LakehouseWriter {
       return;
     }
     try {
-      while (this.staging.pendingBatches > 0) {
-        if (!(await this.flushOnce())) break;
+      for (;;) {
+        while (this.staging.pendingBatches > 0) {
+          if (!(await this.flushOnce())) break;
+        }
+        // PostgreSQL: what other replicas staged meanwhile is only seen by reading the table (poke()
+        // knows only the last refresh); a full micro-batch waiting goes now, as poke() does with SQLite.
+        if (!this.staging.shared || this.stopped || this.staging.pendingBatches > 0 || !this.leader) break;
+        await this.staging.refresh();
+        if (this.staging.pendingBytes < this.cfg.flushMaxBytes) break;
       }
     } catch (err) {
       // Reading the staged batches failed (the database went away mid-flush; store-outage.test.ts
@@ -210,7 +223,7 @@ export class LakehouseWriter {
     } catch (err) {
       if (err instanceof CursorMoved) {
         // Another replica took the lease: its cursor rules, and files above ours may be its own.
-        this.leader = false;
+        this.setLeader(false);
         this.log.warn({ lo, hi }, 'lakehouse writer: another replica moved the cursor; this one stops writing');
         return false;
       }
