@@ -142,7 +142,8 @@ export async function httpSuite(dir: string, seed: number, s: Scale): Promise<Co
   }
 }
 
-export type AgentPart = 'inputs' | 'modbus';
+/** `all`: both at once on one agent (what `npm test` runs: one stack instead of two, and a broken source beside healthy ones). */
+export type AgentPart = 'inputs' | 'modbus' | 'all';
 
 /** Good readings posted to the agent's HTTP ingest every `everyMs` until stopped: the bystander. */
 function goodPoster(url: string, everyMs: number): { stop: () => Promise<number> } {
@@ -185,20 +186,23 @@ export async function agentSuite(
   part: AgentPart = 'inputs',
 ): Promise<Common & Record<string, unknown>> {
   const r = rng(seed);
-  const jsonl = part === 'inputs' ? writeJsonLines(join(dir, 'input.jsonl'), r, 1000 * s.factor) : { good: 0, bad: 0 };
-  const csv = part === 'inputs' ? writeCsv(join(dir, 'input.csv'), r, 1000 * s.factor) : { good: 0, bad: 0 };
-  const modbus = part === 'modbus' ? new EvilModbusServer(seed) : undefined;
+  const inputs = part !== 'modbus';
+  const jsonl = inputs ? writeJsonLines(join(dir, 'input.jsonl'), r, 1000 * s.factor) : { good: 0, bad: 0 };
+  const csv = inputs ? writeCsv(join(dir, 'input.csv'), r, 1000 * s.factor) : { good: 0, bad: 0 };
+  const modbus = part !== 'inputs' ? new EvilModbusServer(seed) : undefined;
   await modbus?.start();
-  const sources =
-    part === 'inputs'
+  const sources = {
+    ...(inputs
       ? {
           jsonLines: { enabled: true, path: join(dir, 'input.jsonl') },
           csvReplay: { enabled: true, file: join(dir, 'input.csv'), speed: 0, timestamps: 'original', progress: 'off' },
         }
-      : {
+      : {}),
+    ...(modbus
+      ? {
           modbusTcp: {
             enabled: true,
-            port: modbus!.port,
+            port: modbus.port,
             timeoutMs: 200,
             pollIntervalMs: 50,
             registers: [
@@ -206,7 +210,9 @@ export async function agentSuite(
               { metric: 'mb_u', unit: '1', address: 10, type: 'uint16' },
             ],
           },
-        };
+        }
+      : {}),
+  };
   const stack = new FuzzStack({
     dir: join(dir, 'stack'),
     agents: 1,
@@ -219,7 +225,7 @@ export async function agentSuite(
     const device = stack.cluster.deviceIds[0]!;
     const url = stack.cluster.agentIngestUrl(0)!;
     const bystander = goodPoster(url, 20);
-    const http = part === 'inputs' ? await fuzzAgentHttp(url, seed, 300 * s.factor, 1 << 20) : undefined;
+    const http = inputs ? await fuzzAgentHttp(url, seed, 300 * s.factor, 1 << 20) : undefined;
     // Let the Modbus source meet enough bad answers.
     while (modbus && (modbus.answers['nan'] ?? 0) + (modbus.answers['inf'] ?? 0) + (modbus.answers['garbage'] ?? 0) < 10 * s.factor)
       await new Promise((res) => setTimeout(res, 100));
@@ -241,7 +247,7 @@ export async function agentSuite(
     const agentCodes = [...agentMetrics.matchAll(/^edgetwin_agent_rejected_total\{[^}]*code="([^"]*)"/gm)].map((m) => m[1]!);
     checker = await LakeChecker.open(join(dir, 'stack', 'cloud', 'lakehouse'));
     const want: Record<string, number> = { bystander: posted };
-    if (part === 'inputs') Object.assign(want, { jl: jsonl.good, csv_a: csv.good, http_good: http!.agent_http_good_accepted });
+    if (inputs) Object.assign(want, { jl: jsonl.good, csv_a: csv.good, http_good: http!.agent_http_good_accepted });
     let counts: Record<string, number> = {};
     // Until everything owed is in silver, or nothing more has arrived for 5 s (then what is missing is lost).
     for (let last = -1, since = Date.now(); Date.now() - since < 5000; await new Promise((res) => setTimeout(res, 500))) {
@@ -270,8 +276,9 @@ export async function agentSuite(
       good_lost: good - stored,
       unknown_codes: unknown(agentCodes),
       fresh_client_ok: stack.crashes.length === 0 && posted > 0,
+      agent_bystander_acked: posted,
     };
-    if (part === 'inputs') {
+    if (inputs) {
       const { agent_http_violation_samples, ...httpRest } = http!;
       Object.assign(out, {
         agent_jsonl_good: jsonl.good,
@@ -284,9 +291,10 @@ export async function agentSuite(
         agent_http_violation_samples,
         agent_http_rejected_counted: rejectedBy('http-readings'),
       });
-    } else {
+    }
+    if (modbus) {
       Object.assign(out, {
-        agent_modbus_answers: modbus!.answers,
+        agent_modbus_answers: modbus.answers,
         agent_modbus_readings_stored: (counts['mb_f'] ?? 0) + (counts['mb_u'] ?? 0),
         agent_modbus_rejected_counted: rejectedBy('modbus-tcp'),
         agent_modbus_source_errors: metricSum(

@@ -12,6 +12,8 @@ import { spawnDaemon } from '../helpers/cli.js';
 import { startCloud, startCollector, tempDir, waitFor } from '../helpers/stack.js';
 
 const DEVICE = 'kill-9';
+/** Each `cloud.identities` poll reads every silver file with DuckDB: a few polls a second, not forty. */
+const POLL_MS = 200;
 
 function agentConfig(dir: string, mqttPort: number, simulator: boolean): string {
   const f = join(dir, `agent-${simulator ? 'sim' : 'drain'}.json`);
@@ -53,7 +55,7 @@ t.test('kill -9 five times mid-stream: every committed reading arrives exactly o
     t.equal(ready['epoch'], boot, `boot ${boot} has epoch ${boot}`);
     // Let it stream for a while: new readings reach the cloud, more are in memory and in flight.
     const before = stored;
-    await waitFor(async () => (stored = (await cloud.identities(DEVICE)).length) > before + 300, 20_000, `boot ${boot} streaming`);
+    await waitFor(async () => (stored = (await cloud.identities(DEVICE)).length) > before + 300, 20_000, `boot ${boot} streaming`, POLL_MS);
     // About time: each boot is killed at a different moment of its stream.
     await new Promise((r) => setTimeout(r, 50 + boot * 37));
     agent.kill('SIGKILL');
@@ -64,14 +66,14 @@ t.test('kill -9 five times mid-stream: every committed reading arrives exactly o
   const last = spawnDaemon(['agent', '--config', simCfg]);
   t.teardown(() => void last.kill('SIGKILL'));
   await last.ready;
-  await waitFor(async () => (await cloud.identities(DEVICE)).length > stored + 300, 20_000, 'boot 6 streaming');
+  await waitFor(async () => (await cloud.identities(DEVICE)).length > stored + 300, 20_000, 'boot 6 streaming', POLL_MS);
   last.kill('SIGTERM');
   t.equal(await last.exited, 0, 'SIGTERM exits 0');
   const n = committedSeq(dir);
   const drain = spawnDaemon(['agent', '--config', agentConfig(dir, collector.mqttPort, false)]);
   t.teardown(() => void drain.kill('SIGKILL'));
   await drain.ready;
-  await waitFor(async () => (await cloud.identities(DEVICE)).length >= n, 30_000, `all ${n} committed readings in the cloud`);
+  await waitFor(async () => (await cloud.identities(DEVICE)).length >= n, 30_000, `all ${n} committed readings in the cloud`, POLL_MS);
   drain.kill('SIGTERM');
   t.equal(await drain.exited, 0);
 

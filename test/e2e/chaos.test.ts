@@ -10,7 +10,7 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import t from 'tap';
 import { LakeChecker } from '../../bench/chaos/verify.js';
-import { duckSql } from '../helpers/cloud.js';
+import { duckSql } from '../helpers/duck.js';
 import { tempDir } from '../helpers/util.js';
 
 const RUNNER = fileURLToPath(new URL('../../dist/bench/chaos/run.js', import.meta.url));

@@ -1,4 +1,6 @@
 import { fork, spawn, spawnSync, type ChildProcess } from 'node:child_process';
+// Children start without tap's process tracker when coverage is off (child-env.ts says why).
+import './child-env.js';
 import { openSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 

@@ -2,10 +2,10 @@
 import { join } from 'node:path';
 import { gzipSync } from 'node:zlib';
 import type { Test } from 'tap';
-import { DuckDBInstance } from '@duckdb/node-api';
 import { request } from 'undici';
-import { Cloud, type CloudDeps } from '../../cloud/cloud.js';
-import { loadCloudConfig } from '../../cloud/config.js';
+// Types only: the cloud's modules load when a test first starts one (startTestCloud), so a test
+// that only uses call/envelope/readings does not compile the whole cloud (~3 s of CPU).
+import type { Cloud, CloudDeps } from '../../cloud/cloud.js';
 import { deepMerge } from '../../common/config.js';
 import type { Reading } from '../../common/wire/record.js';
 import { createLogger } from '../../common/log.js';
@@ -59,23 +59,14 @@ export function telemetry(device: string, epoch: number, rs: R[]): unknown {
 }
 
 /** Runs SQL in a fresh in-memory DuckDB (no edgetwin code involved) and returns plain rows. */
-export async function duckSql(sql: string): Promise<Record<string, unknown>[]> {
-  const inst = await DuckDBInstance.create(':memory:');
-  const con = await inst.connect();
-  try {
-    const rows = (await con.runAndReadAll(sql)).getRowObjectsJS() as Record<string, unknown>[];
-    return rows.map((r) => Object.fromEntries(Object.entries(r).map(([k, v]) => [k, typeof v === 'bigint' ? Number(v) : v])));
-  } finally {
-    con.closeSync();
-    inst.closeSync();
-  }
-}
+export { duckSql } from './duck.js';
 
 /**
  * The one way tests start a cloud (test/helpers/stack.ts's startCloud is this too): 127.0.0.1:0, its
  * own state, maintenance schedules off (tests call them), `overrides` deep-merged over that.
  */
 export async function startTestCloud(stateDir: string, overrides: object = {}, deps: CloudDeps = {}): Promise<Cloud> {
+  const [{ Cloud }, { loadCloudConfig }] = await Promise.all([import('../../cloud/cloud.js'), import('../../cloud/config.js')]);
   const base = {
     stateDir,
     http: { port: 0 },

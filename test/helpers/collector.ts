@@ -1,8 +1,9 @@
 /** Helpers for the collector's own tests: a collector with a device registry, MQTT clients, metrics. */
 import mqtt, { type IClientOptions, type MqttClient } from 'mqtt';
-import { Collector, type CollectorDeps } from '../../collector/collector.js';
+// Types only: the collector's modules load when a test first starts one (startRegistryCollector),
+// so a test that only needs the MQTT clients does not compile the collector's tree.
+import type { Collector, CollectorDeps } from '../../collector/collector.js';
 import type { Sink, SinkBatch, SinkWriteResult } from '../../collector/sinks/sink.js';
-import { loadCollectorConfig } from '../../collector/config.js';
 import { deepMerge } from '../../common/config.js';
 import { createSasToken } from '../../common/sas-token.js';
 import type { Registry } from '../../common/metrics.js';
@@ -16,6 +17,10 @@ export const HUB = 'edgetwin.local';
 
 /** A collector on loopback with auth.mode registry, no admin port, fast runner; `overrides` merge over that. */
 export async function startRegistryCollector(stateDir: string, overrides: object = {}, deps: CollectorDeps = {}): Promise<Collector> {
+  const [{ Collector }, { loadCollectorConfig }] = await Promise.all([
+    import('../../collector/collector.js'),
+    import('../../collector/config.js'),
+  ]);
   const base = {
     stateDir,
     mqtt: { port: 0 },

@@ -1,5 +1,7 @@
 /** Runs one suite of the compiled fuzz runner (`dist/bench/fuzz/run.js`, what `npm run fuzz` runs) and returns its figures. */
 import { spawnSync } from 'node:child_process';
+// Children start without tap's process tracker when coverage is off (child-env.ts says why).
+import './child-env.js';
 import { fileURLToPath } from 'node:url';
 
 const RUNNER = fileURLToPath(new URL('../../dist/bench/fuzz/run.js', import.meta.url));

@@ -1,12 +1,16 @@
-/** Starts real daemons in-process on loopback with ephemeral ports, for integration tests. */
+/**
+ * Starts real daemons in-process on loopback with ephemeral ports, for integration tests. The
+ * agent, collector and cloud modules load when a test first starts one (dynamic import): most
+ * importers only want tempDir, waitFor or the broker, and compiling all three trees on import cost
+ * every such file about 3 s of CPU.
+ */
 import { createServer as createNetServer, type Server as NetServer, type Socket } from 'node:net';
 import { createServer as createTlsServer, type Server as TlsServer, type TLSSocket } from 'node:tls';
 import { Aedes } from 'aedes';
-import { Agent } from '../../agent/agent.js';
-import { loadAgentConfig } from '../../agent/config.js';
+import type { Agent } from '../../agent/agent.js';
 import type { Source, SourceContext } from '../../agent/types.js';
-import { Collector } from '../../collector/collector.js';
-import { loadCollectorConfig } from '../../collector/config.js';
+import type { Collector } from '../../collector/collector.js';
+import type { startTestCloud } from './cloud.js';
 import { deepMerge } from '../../common/config.js';
 import { createLogger } from '../../common/log.js';
 import { decodeBatch, type TelemetryBatch } from '../../common/wire/record.js';
@@ -16,9 +20,16 @@ export const silent = (): ReturnType<typeof createLogger> => createLogger('test'
 export { tempDir, waitFor } from './util.js';
 
 /** The one test-cloud starter (deep-merged overrides, maintenance off): test/helpers/cloud.ts. */
-export { startTestCloud as startCloud } from './cloud.js';
+export async function startCloud(...args: Parameters<typeof startTestCloud>): ReturnType<typeof startTestCloud> {
+  const cloud = await import('./cloud.js');
+  return cloud.startTestCloud(...args);
+}
 
 export async function startCollector(stateDir: string, cloudUrl: string, port = 0, overrides: object = {}): Promise<Collector> {
+  const [{ Collector }, { loadCollectorConfig }] = await Promise.all([
+    import('../../collector/collector.js'),
+    import('../../collector/config.js'),
+  ]);
   const cfg = loadCollectorConfig(
     undefined,
     {
@@ -76,6 +87,7 @@ export async function startAgent(
   sources: Source[] | undefined,
   overrides: object = {},
 ): Promise<Agent> {
+  const [{ Agent }, { loadAgentConfig }] = await Promise.all([import('../../agent/agent.js'), import('../../agent/config.js')]);
   const cfg = loadAgentConfig(
     undefined,
     deepMerge(
