@@ -183,7 +183,12 @@ export async function runScale(o: ScaleOptions): Promise<ScaleFigures> {
     };
   } finally {
     await Promise.all(
-      children.map((c) => {
+      children.map((c, i) => {
+        // A replica that already ended would never emit 'exit' again: say so instead of waiting forever.
+        if (c.exitCode !== null || c.signalCode !== null) {
+          process.stderr.write(`bench: replica ${i} had already exited (${c.exitCode ?? c.signalCode})\n`);
+          return undefined;
+        }
         const exited = new Promise((r) => c.once('exit', r));
         c.kill('SIGTERM');
         return exited;
