@@ -3,23 +3,16 @@
  * cli/cloud-admin.ts has parsed the command line (loaded lazily: it pulls in the cloud's modules).
  */
 import { userInfo } from 'node:os';
-import { AuditLog } from '../cloud/audit/audit-log.js';
-import { ROLES, TokenStore, type Role } from '../cloud/auth/tokens.js';
-import { lakehouseRoot, loadCloudConfig, type CloudConfig } from '../cloud/config.js';
-import { openStore } from '../cloud/store/open-store.js';
-import type { Store } from '../cloud/store/store.js';
-import { compact } from '../cloud/lakehouse/compaction.js';
-import { Duck } from '../cloud/lakehouse/duckdb.js';
-import { TABLE_NAMES, withMaintenanceLock, type TableName } from '../cloud/lakehouse/layout.js';
-import { applyRetention } from '../cloud/lakehouse/retention.js';
+import type { AuditLog } from '../cloud/audit/audit-log.js';
+import type { Principal, Role, TokenInfo, TokenStore } from '../cloud/auth/tokens.js';
+import type { CloudConfig } from '../cloud/config.js';
+import type { TableName } from '../cloud/lakehouse/layout.js';
+import type { Store, Tx } from '../cloud/store/store.js';
 import { EdgetwinError, ErrorCodes } from '../common/errors.js';
-import { createLogger } from '../common/log.js';
-import { Progress, progressModeFromEnv } from '../common/progress.js';
-import { runBackfill } from './backfill.js';
-import { auditExportDir, runAuditVerify } from './cloud-audit.js';
-import { migrateToPostgres } from './cloud-migrate.js';
-import { appPassword, describeSetupDb, setupDb } from './cloud-setup-db.js';
 import { str, usage, type OptionValues } from './args.js';
+
+// Each subcommand imports its own modules in its branch: importing them all up front cost every
+// run (even a usage error) about 1.3 s of CPU, most of it backfill's and the store's dependencies.
 
 /** `90d`, `12h`, `30m` → ms; a usage error otherwise. */
 function parseDuration(v: string, name: string): number {
@@ -39,6 +32,7 @@ export async function runCloudAdminCommand(
   const { key, values, positionals } = picked;
   // Backfill talks to a running cloud over HTTP: it needs no config of its own.
   if (key === 'backfill') {
+    const { runBackfill } = await import('./backfill.js');
     const r = await runBackfill(values, out);
     out(
       `backfill: ${r.readings} readings from ${r.rows} rows in ${r.posts} posts: ${r.stored} stored, ${r.duplicates} duplicates ` +
@@ -52,18 +46,30 @@ export async function runCloudAdminCommand(
       );
     return;
   }
+  // Mistakes in the arguments alone are reported before the config (and its ~1 s of schema
+  // modules) loads: a usage error answers at once.
+  const tokenArgs = {
+    role: str(values, 'role'),
+    site: str(values, 'site'),
+    name: str(values, 'name'),
+    expiresIn: str(values, 'expires-in'),
+  };
+  const expiresAt = key.startsWith('tokens ') ? await checkTokenArgs(key.slice(7), positionals, tokenArgs) : null;
+  const table = str(values, 'table');
+  if (key === 'compact') {
+    const { TABLE_NAMES } = await import('../cloud/lakehouse/layout.js');
+    if (table !== undefined && !TABLE_NAMES.includes(table as TableName))
+      usage(`edgetwin cloud compact: --table must be one of ${TABLE_NAMES.join(', ')}, got "${table}"`);
+  }
+  if (key === 'migrate' && str(values, 'to') !== 'postgres')
+    usage(`edgetwin cloud migrate: --to must be postgres, got "${str(values, 'to') ?? ''}"`);
+  const { loadCloudConfig } = await import('../cloud/config.js');
   const cfg = loadCloudConfig(str(values, 'config'));
   const print: Print = (human, data) => out(values['json'] ? JSON.stringify(data) : human);
-  if (key.startsWith('tokens '))
-    return tokens(
-      cfg,
-      key.slice(7),
-      positionals,
-      { role: str(values, 'role'), site: str(values, 'site'), name: str(values, 'name'), expiresIn: str(values, 'expires-in') },
-      print,
-    );
-  if (key === 'compact') return compactCmd(cfg, str(values, 'table'), print);
+  if (key.startsWith('tokens ')) return tokens(cfg, key.slice(7), positionals, tokenArgs, expiresAt, print);
+  if (key === 'compact') return compactCmd(cfg, table, print);
   if (key === 'setup-db') {
+    const { appPassword, describeSetupDb, setupDb } = await import('./cloud-setup-db.js');
     const r = await setupDb(cfg, {
       url: str(values, 'url'),
       appRole: str(values, 'app-role'),
@@ -72,12 +78,19 @@ export async function runCloudAdminCommand(
     return print(describeSetupDb(r), r);
   }
   if (key === 'migrate') return migrateCmd(cfg, str(values, 'to'), str(values, 'url'), print);
-  if (key === 'audit verify') return runAuditVerify(str(values, 'dir') ?? auditExportDir(cfg), print);
+  if (key === 'audit verify') {
+    const { auditExportDir, runAuditVerify } = await import('./cloud-audit.js');
+    return runAuditVerify(str(values, 'dir') ?? auditExportDir(cfg), print);
+  }
   return retentionCmd(cfg, values['dry-run'] === true, print);
 }
 
 async function migrateCmd(cfg: CloudConfig, to: string | undefined, url: string | undefined, print: Print): Promise<void> {
-  if (to !== 'postgres') usage(`edgetwin cloud migrate: --to must be postgres, got "${to ?? ''}"`);
+  if (to !== 'postgres') usage(`edgetwin cloud migrate: --to must be postgres, got "${to ?? ''}"`); // checked before the config too
+  const [{ Progress, progressModeFromEnv }, { migrateToPostgres }] = await Promise.all([
+    import('../common/progress.js'),
+    import('./cloud-migrate.js'),
+  ]);
   const progress = new Progress('migrate', 0, { mode: progressModeFromEnv() });
   const report = await migrateToPostgres(cfg, { url, progress: (table, n) => progress.update(n, `${table}: ${n} rows`, false) });
   progress.done(
@@ -96,18 +109,55 @@ async function migrateCmd(cfg: CloudConfig, to: string | undefined, url: string 
 }
 
 /** The cloud's store as a tool opens it: SQLite keeps the file's journal mode (the daemon's choice). */
-function openToolStore(cfg: CloudConfig): Promise<Store> {
+async function openToolStore(cfg: CloudConfig): Promise<Store> {
+  const { openStore } = await import('../cloud/store/open-store.js');
   return openStore({ stateDir: cfg.stateDir, store: cfg.store });
+}
+
+/** Creates a token and its `token.create` audit entry in the caller's transaction (the CLI, and bench/chaos's cluster). */
+export async function createTokenAudited(
+  tx: Tx,
+  tokens: TokenStore,
+  audit: AuditLog,
+  who: Principal,
+  spec: { role: Role; site: string | null; name?: string; expiresAt: number | null },
+): Promise<{ token: string; info: TokenInfo }> {
+  const c = await tokens.create({ ...spec, createdBy: who.name }, tx);
+  await audit.record(
+    tx,
+    who,
+    'token.create',
+    { site: c.info.site },
+    { id: c.info.id, name: c.info.name, role: c.info.role, expiresAt: spec.expiresAt },
+  );
+  return c;
+}
+
+type TokenArgs = { role?: string | undefined; site?: string | undefined; name?: string | undefined; expiresIn?: string | undefined };
+
+/** The usage errors of `tokens <action>` (in the order they always had); the expiry time otherwise. */
+async function checkTokenArgs(action: string | undefined, extra: string[], values: TokenArgs): Promise<number | null> {
+  const expiresAt = values.expiresIn === undefined ? null : Date.now() + parseDuration(values.expiresIn, '--expires-in');
+  if (action === 'create') {
+    const { ROLES } = await import('../cloud/auth/tokens.js');
+    if (extra.length > 0) usage(`unexpected arguments: ${extra.join(' ')}`);
+    if (!values.role || !ROLES.includes(values.role as Role))
+      usage(`edgetwin cloud tokens create needs --role ${ROLES.join('|')}${values.role ? `, got "${values.role}"` : ''}`);
+  } else if (action === 'revoke') {
+    if (!extra[0] || extra.length > 1) usage('tokens revoke needs exactly one token id (see tokens list)');
+  } else if (action !== 'list') usage('tokens needs create, list or revoke');
+  return expiresAt;
 }
 
 async function tokens(
   cfg: CloudConfig,
   action: string | undefined,
   extra: string[],
-  values: { role?: string | undefined; site?: string | undefined; name?: string | undefined; expiresIn?: string | undefined },
+  values: TokenArgs,
+  expiresAt: number | null,
   print: (human: string, data: unknown) => void,
 ): Promise<void> {
-  const expiresAt = values.expiresIn === undefined ? null : Date.now() + parseDuration(values.expiresIn, '--expires-in');
+  const [{ TokenStore }, { AuditLog }] = await Promise.all([import('../cloud/auth/tokens.js'), import('../cloud/audit/audit-log.js')]);
   const db = await openToolStore(cfg);
   try {
     const store = new TokenStore(db);
@@ -115,29 +165,14 @@ async function tokens(
     const who = cliPrincipal();
     switch (action) {
       case 'create': {
-        if (extra.length > 0) usage(`unexpected arguments: ${extra.join(' ')}`);
-        if (!values.role || !ROLES.includes(values.role as Role))
-          usage(`edgetwin cloud tokens create needs --role ${ROLES.join('|')}${values.role ? `, got "${values.role}"` : ''}`);
-        const created = await db.tx(async (tx) => {
-          const c = await store.create(
-            {
-              role: values.role as Role,
-              site: values.site ?? null,
-              ...(values.name ? { name: values.name } : {}),
-              createdBy: who.name,
-              expiresAt,
-            },
-            tx,
-          );
-          await audit.record(
-            tx,
-            who,
-            'token.create',
-            { site: c.info.site },
-            { id: c.info.id, name: c.info.name, role: c.info.role, expiresAt },
-          );
-          return c;
-        });
+        const created = await db.tx((tx) =>
+          createTokenAudited(tx, store, audit, who, {
+            role: values.role as Role,
+            site: values.site ?? null,
+            ...(values.name ? { name: values.name } : {}),
+            expiresAt,
+          }),
+        );
         print(
           `token ${created.info.id} (${created.info.role}${created.info.site ? `, site ${created.info.site}` : ''}${expiresAt ? `, expires ${new Date(expiresAt).toISOString()}` : ''}):\n${created.token}\nShown once: store it now (e.g. in EDGETWIN_CLOUD_TOKEN for a collector).`,
           { token: created.token, ...created.info },
@@ -154,8 +189,7 @@ async function tokens(
         return;
       }
       case 'revoke': {
-        const [id, ...more] = extra;
-        if (!id || more.length > 0) usage('tokens revoke needs exactly one token id (see tokens list)');
+        const id = extra[0]!; // checkTokenArgs: exactly one
         const revoked = await db.tx(async (tx) => {
           const ok = await store.revoke(id, tx);
           if (ok) await audit.record(tx, who, 'token.revoke', {}, { id });
@@ -174,11 +208,18 @@ async function tokens(
 }
 
 async function compactCmd(cfg: CloudConfig, table: string | undefined, print: (human: string, data: unknown) => void): Promise<void> {
-  if (table !== undefined && !TABLE_NAMES.includes(table as TableName))
-    usage(`edgetwin cloud compact: --table must be one of ${TABLE_NAMES.join(', ')}, got "${table}"`);
   const db = await openToolStore(cfg);
   const cursor = (await db.get<{ v: number }>("SELECT v FROM meta WHERE k = 'lake_cursor'"))?.v ?? 0;
   await db.close();
+  const [{ lakehouseRoot }, { withMaintenanceLock }, { compact }, { Duck }, { createLogger }, { Progress, progressModeFromEnv }] =
+    await Promise.all([
+      import('../cloud/config.js'),
+      import('../cloud/lakehouse/layout.js'),
+      import('../cloud/lakehouse/compaction.js'),
+      import('../cloud/lakehouse/duckdb.js'),
+      import('../common/log.js'),
+      import('../common/progress.js'),
+    ]);
   const root = lakehouseRoot(cfg);
   const duck = await Duck.open({ threads: cfg.lakehouse.duckdbThreads, memoryLimitMb: cfg.lakehouse.duckdbMemoryLimitMb }, 1);
   try {
@@ -210,6 +251,12 @@ async function compactCmd(cfg: CloudConfig, table: string | undefined, print: (h
 }
 
 async function retentionCmd(cfg: CloudConfig, dryRun: boolean, print: (human: string, data: unknown) => void): Promise<void> {
+  const [{ lakehouseRoot }, { withMaintenanceLock }, { applyRetention }, { createLogger }] = await Promise.all([
+    import('../cloud/config.js'),
+    import('../cloud/lakehouse/layout.js'),
+    import('../cloud/lakehouse/retention.js'),
+    import('../common/log.js'),
+  ]);
   const db = await openToolStore(cfg);
   const root = lakehouseRoot(cfg);
   try {

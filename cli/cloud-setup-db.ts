@@ -7,8 +7,7 @@
  */
 import { readFileSync, statSync } from 'node:fs';
 import type { CloudConfig } from '../cloud/config.js';
-import { openToolPostgres } from '../cloud/store/open-store.js';
-import { grantAppRole, type AppRoleReport } from '../cloud/store/pg-roles.js';
+import type { AppRoleReport } from '../cloud/store/pg-roles.js';
 import { EdgetwinError, ErrorCodes } from '../common/errors.js';
 import { HELP_OPTION, usage, type Subcommand } from './args.js';
 
@@ -80,6 +79,12 @@ export async function setupDb(
   const url = opts.url ?? cfg.store.url;
   if (!url) usage('edgetwin cloud setup-db needs --url or store.url (a postgres:// URL of the owner)');
   if (opts.appPassword !== undefined && !opts.appRole) usage('an application password needs --app-role');
+  // The store's modules load only here: cli/cloud-admin.ts imports this file for its options, and
+  // every `edgetwin cloud <sub> --help` would pay for them.
+  const [{ openToolPostgres }, { grantAppRole }] = await Promise.all([
+    import('../cloud/store/open-store.js'),
+    import('../cloud/store/pg-roles.js'),
+  ]);
   const applied: string[] = [];
   const db = await openToolPostgres(cfg.store, url, 'edgetwin-setup-db', (ids) => applied.push(...ids));
   try {

@@ -73,11 +73,9 @@ export async function runCollectorDevices(argv: string[], out: (s: string) => vo
   if (!picked) return;
   const { key: action, name, values } = picked;
   const id = picked.positionals[0] ?? '';
-  // The collector's modules load only once the command line parsed: --help stays instant.
-  const [{ loadCollectorConfig }, { DeviceRegistry }] = await Promise.all([
-    import('../collector/config.js'),
-    import('../collector/registry/device-registry.js'),
-  ]);
+  // The collector's modules load only once the command line parsed: --help stays instant. The
+  // registry's (SQLite, scrypt) only once the file is known to exist: a wrong path fails sooner.
+  const { loadCollectorConfig } = await import('../collector/config.js');
   const cfg = loadCollectorConfig(str(values, 'config'));
   const path = str(values, 'registry') ?? cfg.auth.registryPath ?? join(cfg.stateDir, 'devices.db');
   // Only add may create a registry: a mistyped --registry or --config must not list an empty new one.
@@ -87,6 +85,7 @@ export async function runCollectorDevices(argv: string[], out: (s: string) => vo
       `no device registry at ${path} (auth.registryPath or <stateDir>/devices.db); check --config/--registry, or add a device first`,
     );
   }
+  const { DeviceRegistry } = await import('../collector/registry/device-registry.js');
   const registry = new DeviceRegistry(path);
   try {
     switch (action) {

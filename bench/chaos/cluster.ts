@@ -6,17 +6,14 @@
  * `cloudReplicas` > 1 (chaos:cloud) that one is the load balancer over N cloud replicas sharing one
  * store (PostgreSQL, given in overrides.cloud) and one lake folder; API clients use it too.
  */
-import { spawnSync } from 'node:child_process';
 import { mkdirSync, writeFileSync } from 'node:fs';
 import Database from 'better-sqlite3';
 import { join } from 'node:path';
-import { fileURLToPath } from 'node:url';
+import type { Role } from '../../cloud/auth/tokens.js';
 import { spawnDaemon, type Child } from '../../cli/demo.js';
 import { deepMerge } from '../../common/config.js';
 import { FaultyTcpProxy } from './tcp-proxy.js';
 import { freePort } from '../support.js';
-
-const cliPath = fileURLToPath(new URL('../../cli/edgetwin.js', import.meta.url));
 
 export interface ClusterOptions {
   dir: string;
@@ -196,19 +193,15 @@ export class ChaosCluster {
       );
     }
     for (let c = 0; c < this.o.collectors; c++) this.sites.push(`chaos-site-${c + 1}`);
-    this.tokens = {
-      operator: this.createToken(cloudCfgs[0]!, 'operator'),
-      viewer: this.createToken(cloudCfgs[0]!, 'viewer'),
-      collectors: this.sites.map((s) => this.createToken(cloudCfgs[0]!, 'collector', s)),
-    };
-    // One after the other: the first applies the store's migrations.
-    for (const [r, cfg] of cloudCfgs.entries()) {
+    this.tokens = await this.createTokens(cloudCfgs[0]!);
+    cloudCfgs.forEach((cfg, r) => {
       const name = replicas > 1 ? `cloud-${r + 1}` : 'cloud';
-      const d = new ManagedDaemon(name, 'cloud', cfg, logDir, {}, this.o.onCrash, this.o.readyTimeoutMs);
-      this.clouds.push(d);
-      await d.start();
-    }
+      this.clouds.push(new ManagedDaemon(name, 'cloud', cfg, logDir, {}, this.o.onCrash, this.o.readyTimeoutMs));
+    });
     this.cloud = this.clouds[0]!;
+    // The first replica alone (it applies the store's migrations), then the others together.
+    await this.cloud.start();
+    await Promise.all(this.clouds.slice(1).map((d) => d.start()));
 
     this.sinkLink = new FaultyTcpProxy(cloudPorts);
     const sinkPort = await this.sinkLink.start();
@@ -239,8 +232,9 @@ export class ChaosCluster {
         this.o.readyTimeoutMs,
       );
       this.collectors.push(d);
-      await d.start();
     }
+    // Collectors know nothing of each other: they start together.
+    await Promise.all(this.collectors.map((d) => d.start()));
 
     for (let i = 0; i < this.o.agents; i++) {
       const link = new FaultyTcpProxy(mqttPorts[this.collectorOf(i)]!);
@@ -273,24 +267,38 @@ export class ChaosCluster {
     for (let i = 0; i < this.agents.length; i += 4) await Promise.all(this.agents.slice(i, i + 4).map((a) => a.start()));
   }
 
-  private createToken(cloudCfg: string, role: string, site?: string): string {
-    const args = [
-      cliPath,
-      'cloud',
-      'tokens',
-      'create',
-      '--config',
-      cloudCfg,
-      '--role',
-      role,
-      '--name',
-      `chaos ${role}${site ? ` ${site}` : ''}`,
-      '--json',
-    ];
-    if (site) args.push('--site', site);
-    const r = spawnSync(process.execPath, args, { encoding: 'utf8' });
-    if (r.status !== 0) throw new Error(`edgetwin cloud tokens create failed: ${r.stderr}`);
-    return (JSON.parse(r.stdout) as { token: string }).token;
+  /**
+   * The run's tokens, made in this process in one transaction with the store API (as `edgetwin cloud
+   * tokens create` does, audit entries included): one CLI run per token cost ~1.8 s of CPU each.
+   */
+  private async createTokens(cloudCfg: string): Promise<Tokens> {
+    const [{ loadCloudConfig }, { openStore }, { TokenStore }, { AuditLog }, { createTokenAudited }] = await Promise.all([
+      import('../../cloud/config.js'),
+      import('../../cloud/store/open-store.js'),
+      import('../../cloud/auth/tokens.js'),
+      import('../../cloud/audit/audit-log.js'),
+      import('../../cli/cloud-admin-run.js'),
+    ]);
+    const cfg = loadCloudConfig(cloudCfg);
+    const db = await openStore({ stateDir: cfg.stateDir, store: cfg.store });
+    try {
+      const store = new TokenStore(db);
+      const audit = new AuditLog(db);
+      const who = { id: 'cli', name: 'cli:chaos', role: 'admin' as const, site: null };
+      return await db.tx(async (tx) => {
+        const create = async (role: Role, site?: string): Promise<string> => {
+          const name = `chaos ${role}${site ? ` ${site}` : ''}`;
+          return (await createTokenAudited(tx, store, audit, who, { role, site: site ?? null, name, expiresAt: null })).token;
+        };
+        const operator = await create('operator');
+        const viewer = await create('viewer');
+        const collectors: string[] = [];
+        for (const s of this.sites) collectors.push(await create('collector', s));
+        return { operator, viewer, collectors };
+      });
+    } finally {
+      await db.close();
+    }
   }
 
   /** The agent's local ingest URL, or undefined while it is down. */
