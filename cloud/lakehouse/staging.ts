@@ -5,10 +5,9 @@
  * cursor. Bodies of recent batches are also kept in memory so the writer rarely reads them back.
  *
  * With PostgreSQL every replica stages and one writer (the lease holder) drains: the pending list
- * is then read from the table (`refresh`), never built from this replica's own inserts (the leader
- * keeps only the bodies of its own inserts in memory). Staging
- * ids are taken under `tx.ordered()`, so they commit in id order and the cursor ("written up to id
- * N") never skips a batch that committed late.
+ * is then read from the table (`refresh`), never built from this replica's own inserts; the leader
+ * keeps only the bodies of its own inserts in memory. Staging ids are taken under `tx.ordered()`, so
+ * they commit in id order and the cursor ("written up to id N") never skips a batch that committed late.
  */
 import { promisify } from 'node:util';
 import { gunzip } from 'node:zlib';
@@ -209,7 +208,7 @@ export class StagingStore {
         chunk,
       );
       const inflated = await Promise.all(rows.map((r) => (r.encoding === 'gzip' ? gunzipAsync(r.body) : r.body)));
-      rows.forEach((r, k) => out.set(Number(r.id), inflated[k]!));
+      rows.forEach((r, k) => out.set(r.id, inflated[k]!));
     }
     return out;
   }

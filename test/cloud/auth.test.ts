@@ -4,7 +4,7 @@
  * readers see only their site, revocation takes effect, tokens are stored hashed, every write is
  * audited with who made it. Also `edgetwin cloud tokens create|list|revoke` (compiled CLI).
  */
-import { readFileSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import t from 'tap';
 import { call, envelope, readings, startTestCloud, telemetry, tokenCloud } from '../helpers/cloud.js';
@@ -161,6 +161,21 @@ t.test('edgetwin cloud tokens create|list|revoke', async (t) => {
   const noSite = runCli(['cloud', 'tokens', 'create', '--role', 'collector', '--config', cfg]);
   t.equal(noSite.status, 2, 'a collector token needs a site');
   t.match(noSite.stderr, /--site/);
+  // Argument mistakes answer before the config loads: a usage error, even with a config that is not there,
+  // and nothing created on the way.
+  const missing = join(dir, 'nowhere', 'cloud.json');
+  for (const args of [
+    ['create', '--role', 'root'],
+    ['create', '--role', 'viewer', 'extra'],
+    ['create', '--role', 'viewer', '--expires-in', 'soon'],
+    ['revoke'],
+    ['frobnicate'],
+  ]) {
+    const r = runCli(['cloud', 'tokens', ...args, '--config', missing]);
+    t.equal(r.status, 2, `tokens ${args.join(' ')}: usage error`);
+    t.match(r.stderr, /EDGETWIN_ERR_USAGE/, 'with the stable code');
+  }
+  t.notOk(existsSync(join(dir, 'nowhere')), 'no state created by a refused command');
   const list = runCli(['cloud', 'tokens', 'list', '--config', cfg]);
   t.match(list.stdout, new RegExp(`${tok.id}\\s+collector\\s+plant-9\\s+active\\s+gw-9`));
   t.notOk(list.stdout.includes(tok.token), 'list never shows the token');
