@@ -6,7 +6,6 @@
  */
 import { fork, type ChildProcess } from 'node:child_process';
 import { mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
-import { createRequire } from 'node:module';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { DuckDBInstance } from '@duckdb/node-api';
@@ -15,16 +14,9 @@ import { Pool, request } from 'undici';
 import { TokenStore } from '../cloud/auth/tokens.js';
 import { PostgresStore } from '../cloud/store/postgres-store.js';
 import { startPostgres } from './postgres.js';
+import { readWindow } from './twin-reads.js';
 import { cpuSeconds, freePort, peakRssMb, postIngest } from './support.js';
 
-interface AutocannonResult {
-  requests: { average: number; total: number };
-  latency: { p50: number; p99: number };
-  non2xx: number;
-  errors: number;
-}
-type Autocannon = (opts: Record<string, unknown>) => Promise<AutocannonResult>;
-const autocannon = createRequire(import.meta.url)('autocannon') as Autocannon;
 const cli = new URL('../cli/edgetwin.js', import.meta.url).pathname;
 
 export interface ScaleOptions {
@@ -35,6 +27,8 @@ export interface ScaleOptions {
   concurrency: number;
   connections: number;
   durationS: number;
+  /** The first-reads window right after ingest (bench/twin-reads.ts). */
+  firstReadsS: number;
   sseWrites: number;
 }
 
@@ -45,6 +39,9 @@ export interface ScaleFigures {
   pg_twin_reads_per_s: number;
   pg_twin_read_p50_ms: number;
   pg_twin_read_p99_ms: number;
+  /** The window right after ingest: caches empty, read path not yet compiled (bench/twin-reads.ts). */
+  pg_twin_first_reads_per_s: number;
+  pg_twin_first_read_p99_ms: number;
   /** CPU of all replicas per read, and of the PostgreSQL server per read: what the shared two cores hide. */
   pg_twin_read_replica_cpu_us: number;
   pg_twin_read_server_cpu_us: number;
@@ -139,30 +136,14 @@ export async function runScale(o: ScaleOptions): Promise<ScaleFigures> {
     duck.closeSync();
     if (silver !== o.readings) throw new Error(`silver has ${silver} readings, expected ${o.readings}`);
 
-    // 2. Twin reads on every replica at once.
-    const per = Math.max(1, Math.floor(o.connections / urls.length));
+    // 2. Twin reads on every replica at once: the first window after ingest, then the steady one.
+    const reading = { token: viewer, devices: o.devicesWithData, connections: o.connections };
+    const first = await readWindow(urls, { ...reading, durationS: o.firstReadsS });
     const cpu0 = children.reduce((n, c) => n + cpuSeconds(c.pid), 0);
     const server0 = serverCpuSeconds(server.dataDir);
-    const reads = await Promise.all(
-      urls.map((u) =>
-        autocannon({
-          url: u,
-          connections: per,
-          duration: o.durationS,
-          headers: { authorization: `Bearer ${viewer}` },
-          requests: [
-            {
-              method: 'GET',
-              setupRequest: (req: object) => ({ ...req, path: `/v1/twins/dev-${Math.floor(Math.random() * o.devicesWithData)}` }),
-            },
-          ],
-        }),
-      ),
-    );
+    const reads = await readWindow(urls, { ...reading, durationS: o.durationS });
     const replicaCpu = children.reduce((n, c) => n + cpuSeconds(c.pid), 0) - cpu0;
     const serverCpu = serverCpuSeconds(server.dataDir) - server0;
-    const readsTotal = reads.reduce((n, r) => n + r.requests.total, 0);
-    for (const r of reads) if (r.non2xx > 0 || r.errors > 0) throw new Error(`twin reads: ${r.non2xx} non-2xx, ${r.errors} errors`);
 
     // 3. SSE: a desired write on the first replica, delivered by the last one.
     const latencies = await sseDelivery(urls[0]!, urls[urls.length - 1]!, admin, o.sseWrites);
@@ -172,11 +153,13 @@ export async function runScale(o: ScaleOptions): Promise<ScaleFigures> {
       pg_replicas: o.replicas,
       pg_ingest_readings_per_s: Math.round(o.readings / ((tSilver - t0) / 1000)),
       pg_ingest_acknowledged_readings_per_s: Math.round(o.readings / ((tAck - t0) / 1000)),
-      pg_twin_reads_per_s: Math.round(reads.reduce((n, r) => n + r.requests.average, 0)),
-      pg_twin_read_p50_ms: Math.max(...reads.map((r) => r.latency.p50)),
-      pg_twin_read_p99_ms: Math.max(...reads.map((r) => r.latency.p99)),
-      pg_twin_read_replica_cpu_us: Math.round((replicaCpu * 1e6) / readsTotal),
-      pg_twin_read_server_cpu_us: Math.round((serverCpu * 1e6) / readsTotal),
+      pg_twin_reads_per_s: reads.readsPerS,
+      pg_twin_read_p50_ms: reads.p50Ms,
+      pg_twin_read_p99_ms: reads.p99Ms,
+      pg_twin_first_reads_per_s: first.readsPerS,
+      pg_twin_first_read_p99_ms: first.p99Ms,
+      pg_twin_read_replica_cpu_us: Math.round((replicaCpu * 1e6) / reads.total),
+      pg_twin_read_server_cpu_us: Math.round((serverCpu * 1e6) / reads.total),
       sse_cross_replica_p50_ms: Number(quantile(latencies, 0.5).toFixed(2)),
       sse_cross_replica_p99_ms: Number(quantile(latencies, 0.99).toFixed(2)),
       pg_replica_peak_rss_mb: Math.round(rss),

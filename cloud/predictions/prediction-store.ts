@@ -7,6 +7,7 @@
  */
 import type { Observation } from '../alerts/signals.js';
 import type { ChangeFeed } from '../store/change-feed.js';
+import type { Dialect } from '../store/dialect.js';
 import type { Queryable, Store, Tx } from '../store/store.js';
 import { DeviceCache } from '../store/device-cache.js';
 import { Where } from '../store/where.js';
@@ -48,6 +49,19 @@ interface Row {
   model: string;
   alert: number;
 }
+/** Every column of Row (as a Record, so the compiler names one that is missing). */
+const COLUMNS = Object.keys({
+  device: 1,
+  asset: 1,
+  site: 1,
+  ts: 1,
+  epoch: 1,
+  seq: 1,
+  rul: 1,
+  unit: 1,
+  model: 1,
+  alert: 1,
+} satisfies Record<keyof Row, 1>);
 
 const view = (r: Row): PredictionView => ({
   asset: r.asset,
@@ -117,6 +131,37 @@ export class PredictionStore {
   async latest(device: string, q: Queryable = this.store): Promise<Record<string, PredictionView>> {
     const rows = await q.all<Row>('SELECT * FROM twin_predictions WHERE device = ? ORDER BY asset', [device]);
     return Object.fromEntries(rows.map((r) => [r.asset, view(r)]));
+  }
+
+  /** The cached `predictions` of the device (the same frozen object until it changes), or undefined: not cached. */
+  cached(device: string): Readonly<Record<string, PredictionView>> | undefined {
+    return this.cache.get(device);
+  }
+
+  /** Taken before a read whose result goes to `keepJson`. */
+  mark(): number {
+    return this.cache.mark();
+  }
+
+  /**
+   * A scalar subquery: the newest predictions of the device named by `deviceColumn`, as JSON — a
+   * point read fetches them in the same statement as the twin (twins/twin-store.ts).
+   */
+  latestJsonSql(dialect: Dialect, deviceColumn: string): string {
+    return dialect.jsonRows(COLUMNS, 'twin_predictions p', `p.device = ${deviceColumn}`, 'p.asset');
+  }
+
+  /** Caches what a `latestJsonSql` subquery read after `mark` (by the cache's rules) and answers it. */
+  keepJson(device: string, json: string, mark: number): Readonly<Record<string, PredictionView>> {
+    const rows = JSON.parse(json) as Row[];
+    const entry = rows.length === 0 ? NONE : Object.freeze(Object.fromEntries(rows.map((r) => [r.asset, view(r)])));
+    this.cache.set(device, entry, mark);
+    return entry;
+  }
+
+  /** The twin's `predictions` of one device, from the cache when it holds them (the same frozen object until they change). */
+  async latestOf(device: string): Promise<Readonly<Record<string, PredictionView>>> {
+    return this.cache.get(device) ?? (await this.latestMany([device])).get(device) ?? NONE;
   }
 
   /** The same for many devices at once (twin lists and point reads), from the cache where it holds them. */

@@ -19,6 +19,8 @@ export const cloudStoreConfigSchema = Section({
   passwordFile: Type.String({ default: '' }),
   /** Pooled connections per replica (PostgreSQL). */
   poolMax: Type.Integer({ minimum: 1, maximum: 200, default: 10 }),
+  /** Of those, opened at start and kept open while idle (capped at poolMax): no request waits for a new backend. */
+  poolMin: Type.Integer({ minimum: 0, maximum: 200, default: 10 }),
   connectTimeoutMs: int(100, 2000),
   /** Longest one statement may run, lock waits included; past it the request answers 503 (STORE_UNAVAILABLE). */
   statementTimeoutMs: int(100, 4000),

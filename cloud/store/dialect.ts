@@ -27,7 +27,14 @@ export interface Dialect {
   jsonHas(column: string): string;
   /** The parameter for `jsonField` / `jsonHas`. */
   jsonKey(key: string): string;
+  /**
+   * A scalar subquery: the `columns` of the rows of `from` matching `where`, ordered by `orderBy`, as
+   * JSON text (an array of objects; `[]` when none) — a parent row and its children in one statement.
+   */
+  jsonRows(columns: readonly string[], from: string, where: string, orderBy: string): string;
 }
+
+const jsonPairs = (columns: readonly string[]): string => columns.map((c) => `'${c}', ${c}`).join(', ');
 
 export const sqliteDialect: Dialect = {
   kind: 'sqlite',
@@ -42,6 +49,9 @@ export const sqliteDialect: Dialect = {
   jsonHas: (c) => `json_type(${c}, ?) IS NOT NULL`,
   // Keys are checked against TAG_KEY before they get here; quoting keeps `.` or `-` literal.
   jsonKey: (k) => `$."${k}"`,
+  // SQLite (3.44+) renders REALs so that they read back exactly.
+  jsonRows: (cols, from, where, orderBy) =>
+    `(SELECT coalesce(json_group_array(json_object(${jsonPairs(cols)}) ORDER BY ${orderBy}), '[]') FROM ${from} WHERE ${where})`,
 };
 
 export const postgresDialect: Dialect = {
@@ -56,4 +66,7 @@ export const postgresDialect: Dialect = {
   jsonField: (c) => `(${c}::jsonb ->> ?)`,
   jsonHas: (c) => `jsonb_exists(${c}::jsonb, ?)`,
   jsonKey: (k) => k,
+  // float8 renders shortest-exact (extra_float_digits 1, the default since PostgreSQL 12).
+  jsonRows: (cols, from, where, orderBy) =>
+    `(SELECT coalesce(json_agg(json_build_object(${jsonPairs(cols)}) ORDER BY ${orderBy}), '[]')::text FROM ${from} WHERE ${where})`,
 };

@@ -39,6 +39,7 @@ export async function openStore(s: StoreSettings, log?: Logger, appName?: string
     url: c.url,
     password: storePassword(c, process.env, log),
     poolMax: c.poolMax,
+    poolMin: c.poolMin,
     connectTimeoutMs: c.connectTimeoutMs,
     statementTimeoutMs: c.statementTimeoutMs,
     notifyBatchMs: c.notifyBatchMs,

@@ -27,7 +27,17 @@ import { requireDevice } from '../auth/site-policy.js';
 import { checkIfMatch } from './if-match.js';
 import { TwinIngestWrites } from './twin-ingest.js';
 import { desiredFeed, listTwins, siteSummaries } from './twin-queries.js';
-import { twinHealth, twinView, type MetricRow, type SiteSummary, type TwinFilter, type TwinRow, type TwinView } from './twin-view.js';
+import type { PredictionStore, PredictionView } from '../predictions/prediction-store.js';
+import {
+  METRIC_COLUMNS,
+  twinHealth,
+  twinView,
+  type MetricRow,
+  type SiteSummary,
+  type TwinFilter,
+  type TwinRow,
+  type TwinView,
+} from './twin-view.js';
 
 export {
   TAG_KEY,
@@ -42,11 +52,19 @@ export {
 
 const DESIRED_CURSOR = 'desired_cursor';
 
+/** A point read: the cached view, the health as of now, and the twin's `predictions` when asked for. */
+export interface TwinParts {
+  view: TwinView;
+  health: TwinView['health'];
+  predictions?: Readonly<Record<string, PredictionView>> | undefined;
+}
+
 /** Twins kept built for point reads; any write to a twin drops its entry. */
 
 export class TwinStore {
   private readonly cache = new DeviceCache<{ view: TwinView; lastSeen: number; reportedHealth: unknown }>();
   private readonly ingestWrites: TwinIngestWrites;
+  private readonly pointSqls: [string?, string?] = [];
 
   constructor(
     readonly store: Store,
@@ -203,22 +221,42 @@ export class TwinStore {
 
   /**
    * The cached view (the same object until the twin changes; its `health` is stale) and the health
-   * as of now, apart: a point read serializes the view once per change (routes/twins.ts).
+   * as of now, apart: a point read serializes the view once per change (routes/twins.ts). Given the
+   * prediction store, also the twin's `predictions`. A miss is one statement — the twin row with its
+   * metrics (and predictions) as JSON — so it holds one pooled connection for one round trip.
    */
-  async getTwinParts(device: string): Promise<{ view: TwinView; health: TwinView['health'] } | undefined> {
+  async getTwinParts(device: string, predictions?: PredictionStore): Promise<TwinParts | undefined> {
     let hit = this.cache.get(device);
+    let preds = predictions?.cached(device);
     if (!hit) {
-      // Read outside any transaction: two statements may straddle a concurrent write, so the view
-      // is cached only if no change to the device arrived meanwhile (the entry would be stale).
+      // Read outside any transaction; cached only if no change to the device arrived meanwhile
+      // (the entry would be stale: the change feed dropped it while the read was under way).
       const mark = this.cache.mark();
-      const [t, metrics] = await Promise.all([this.row(this.store, device), this.metrics(this.store, device)]);
+      const withPreds = predictions !== undefined && preds === undefined;
+      const pmark = predictions?.mark() ?? 0;
+      const t = await this.store.get<TwinRow & { metrics_json: string; predictions_json?: string }>(this.pointSql(predictions, withPreds), [
+        device,
+      ]);
       if (!t) return undefined;
-      const view = this.view(t, metrics);
+      const view = this.view(t, JSON.parse(t.metrics_json) as MetricRow[]);
       hit = { view, lastSeen: t.last_seen, reportedHealth: view.health.reported };
       this.cache.set(device, hit, mark);
+      if (withPreds) preds = predictions.keepJson(device, t.predictions_json!, pmark);
+    } else if (predictions && preds === undefined) {
+      preds = await predictions.latestOf(device);
     }
     // Health depends on the clock, so it is computed at every read.
-    return { view: hit.view, health: twinHealth(this.cfg, hit.lastSeen, hit.reportedHealth, Date.now()) };
+    return { view: hit.view, health: twinHealth(this.cfg, hit.lastSeen, hit.reportedHealth, Date.now()), predictions: preds };
+  }
+
+  /** The point read's statement, built once per shape. */
+  private pointSql(predictions: PredictionStore | undefined, withPreds: boolean): string {
+    const key = withPreds ? 1 : 0;
+    const d = this.store.dialect;
+    return (this.pointSqls[key] ??=
+      `SELECT t.*, ${d.jsonRows(METRIC_COLUMNS, 'twin_metrics m', 'm.device = t.device', 'm.metric')} AS metrics_json${
+        withPreds ? `, ${predictions!.latestJsonSql(d, 't.device')} AS predictions_json` : ''
+      } FROM twins t WHERE t.device = ?`);
   }
 
   async siteOf(device: string, q: Queryable = this.store): Promise<string | undefined> {

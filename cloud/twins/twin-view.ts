@@ -138,6 +138,21 @@ export interface MetricRow {
   explanation: string | null;
 }
 
+/** Every column of MetricRow (as a Record, so the compiler names one that is missing). */
+export const METRIC_COLUMNS: readonly string[] = Object.keys({
+  device: 1,
+  metric: 1,
+  value: 1,
+  unit: 1,
+  ts: 1,
+  epoch: 1,
+  seq: 1,
+  score: 1,
+  alert: 1,
+  model: 1,
+  explanation: 1,
+} satisfies Record<keyof MetricRow, 1>);
+
 export const TAG_KEY = /^[A-Za-z0-9_-]{1,64}$/;
 
 const iso = (ms: number): string => new Date(ms).toISOString();

@@ -18,6 +18,7 @@ import { SeqIndex } from '../../cloud/ingest/seq-index.js';
 import { CursorMoved, StagingStore } from '../../cloud/lakehouse/staging.js';
 import { ChangeFeed } from '../../cloud/store/change-feed.js';
 import { MIGRATIONS } from '../../cloud/store/migrations/index.js';
+import { PostgresStore } from '../../cloud/store/postgres-store.js';
 import { SqliteStore } from '../../cloud/store/sqlite-store.js';
 import type { Change, Store } from '../../cloud/store/store.js';
 import { DeviceOwnership } from '../../cloud/twins/ownership.js';
@@ -27,7 +28,7 @@ import { createLogger } from '../../common/log.js';
 import { createRegistry } from '../../common/metrics.js';
 import { isEdgetwinError } from '../../common/errors.js';
 import { envelope, readings, telemetry } from '../helpers/cloud.js';
-import { eachStore } from '../helpers/stores.js';
+import { eachStore, PG_TEST_OPTIONS, sharedPostgres } from '../helpers/stores.js';
 import { waitFor } from '../helpers/util.js';
 
 const silent = createLogger('test', { level: 'silent' });
@@ -381,4 +382,19 @@ t.test('an existing twins.db from before migrations is upgraded in place [sqlite
   t.same(await s.get("SELECT v FROM meta WHERE k = 'lake_cursor'"), { v: 5 }, 'the lake cursor is kept');
   const twin = await new TwinStore(s, new AuditLog(s), cloudDefaults.twins).getTwin('old-1');
   t.match(twin, { deviceId: 'old-1', site: 'site-a', readings: 7, $version: 1 }, 'served as a twin');
+});
+
+t.test('a PostgreSQL pool opens its kept connections before the first request, never more than its maximum', async (t) => {
+  const pg = await sharedPostgres();
+  const url = await pg.createDatabase();
+  const backends = async (s: Store, app: string): Promise<number> =>
+    (await s.get<{ n: number }>('SELECT count(*) AS n FROM pg_stat_activity WHERE application_name = ?', [app]))!.n;
+  const warm = await PostgresStore.open({ url, ...PG_TEST_OPTIONS, poolMin: 5, applicationName: 'warm-pool' });
+  t.teardown(() => warm.close());
+  t.equal(warm.pool.totalCount, 5, 'five pooled connections open before any request ran');
+  t.ok((await backends(warm, 'warm-pool')) >= 5, 'and the server has them (plus, soon, the session connection)');
+  const capped = await PostgresStore.open({ url, ...PG_TEST_OPTIONS, poolMax: 3, poolMin: 50, applicationName: 'capped-pool' });
+  t.teardown(() => capped.close());
+  t.equal(capped.pool.totalCount, 3, 'a minimum above the maximum opens the maximum');
+  t.equal(loadCloudConfig(undefined, { stateDir: '/x' }, {}).store.poolMin, 10, 'the default keeps every default pooled connection');
 });

@@ -92,10 +92,10 @@ export function registerTwinRoutes(fastify: FastifyInstance, ctx: ServerContext)
     },
     async (req, reply) => {
       const id = req.params.id;
-      const parts = await ctx.twins.getTwinParts(id);
+      const parts = await ctx.twins.getTwinParts(id, ctx.predictions);
       requireDevice(req.principal, id, parts?.view.site);
       const { view, health } = parts!;
-      const predictions = ctx.predictions ? ((await ctx.predictions.latestMany([id])).get(id) ?? NO_PREDICTIONS) : NO_PREDICTIONS;
+      const predictions = parts!.predictions ?? NO_PREDICTIONS;
       // Both parts are cached objects, replaced when the device changes: serialized once per change.
       let body = bodies.get(view);
       if (body?.predictions !== predictions) {
