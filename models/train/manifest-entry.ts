@@ -1,6 +1,8 @@
 /**
  * Describes a freshly trained .onnx file as a manifest entry: digest, size and the tensor shapes
- * onnxruntime itself reports (so the manifest states what the runtime will see).
+ * onnxruntime itself reports (so the manifest states what the runtime will see). The entry names
+ * its kind (`anomaly`) like the failure model's does (models/rul/entry.ts): readers still take an
+ * entry without one as anomaly, for manifests written before both kinds shared the registry.
  */
 import { readFileSync } from 'node:fs';
 import { relative } from 'node:path';
@@ -20,10 +22,11 @@ export async function describeModel(opts: {
   recipe: FeatureRecipe;
   calibration: ModelEntry['calibration'];
   alertThreshold: number;
-}): Promise<ModelEntry> {
+}): Promise<ModelEntry & { kind: 'anomaly' }> {
   const bytes = readFileSync(opts.onnxFile);
   const session = await ort.InferenceSession.create(bytes);
-  const entry: ModelEntry = {
+  const entry: ModelEntry & { kind: 'anomaly' } = {
+    kind: 'anomaly',
     name: opts.name,
     version: opts.version,
     file: relative(opts.manifestDir, opts.onnxFile),

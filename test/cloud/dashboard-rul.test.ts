@@ -99,6 +99,10 @@ t.test('dashboard: RUL chart with its threshold, drift page with a drifting coho
   t.match(await rul.locator('[data-asset="engine-1"] h3').textContent(), /18 cycles.*below threshold/, 'engine-1 is below it');
   t.match(await rul.locator('[data-asset="engine-2"] h3').textContent(), /70 cycles.*ok/);
   t.ok((await page.locator('[data-rul-chart="engine-1"] canvas').count()) > 0, 'a chart is drawn');
+  t.ok(
+    (await page.locator('[data-rul-chart="engine-1"] .u-legend .u-label').allTextContents()).includes('threshold'),
+    'the chart draws the threshold as a series of its own',
+  );
   await page.screenshot({ path: join(artifacts, 'dashboard-rul.png') });
 
   await page.goto(`${cloud.url}/dashboard/#/drift`);

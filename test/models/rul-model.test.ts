@@ -29,6 +29,10 @@ t.test('the file, its manifest entry and its card', async (t) => {
   t.same(entry.inputs[0]!.shape, ['batch', window, features.length]);
   t.same(entry.outputs[0]!.shape, ['batch', 1]);
   t.match(entry.metrics, { crossValidation: { folds: Number, evaluationEngines: Number, rmsePooled: Number, phm08PerEngine: Number } });
+  // The issue's target for the shipped model: RMSE on the last cycle of held-out engines <= 14.
+  const cv = (entry.metrics as { crossValidation: { rmsePooled: number; evaluationEngines: number } }).crossValidation;
+  t.ok(cv.rmsePooled <= 14, `cross-validated RMSE ${cv.rmsePooled} <= 14`);
+  t.ok(cv.evaluationEngines >= 100, `${cv.evaluationEngines} held-out evaluation engines`);
 });
 
 t.test("the agent's code gives PyTorch's predictions (synthetic engines, padded and full windows)", async (t) => {
