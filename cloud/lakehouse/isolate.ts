@@ -212,10 +212,11 @@ export class Isolator {
 
   /**
    * Last resort, for a batch that still fails after isolation (its raw body itself, which bronze
-   * keeps, cannot be stored): the body is kept byte for byte under `_quarantine/` in the lakehouse,
-   * and the batch is written with a body of only its storable messages.
+   * keeps, cannot be stored) or whose stored body no longer inflates (storage damage): the body is
+   * kept byte for byte under `_quarantine/` in the lakehouse, and the batch is written with a body
+   * of only its storable messages.
    */
-  private async setAside(b: StagedBatch, cause: string): Promise<boolean> {
+  async setAside(b: StagedBatch, cause: string): Promise<boolean> {
     const dir = join(this.root, '_quarantine');
     mkdirSync(dir, { recursive: true });
     const file = join(dir, `staging-${b.id}.body`);

@@ -11,6 +11,7 @@
  */
 import { promisify } from 'node:util';
 import { gunzip } from 'node:zlib';
+import { errorMessage } from '../../common/errors.js';
 import { STAGING_CHANNEL, type Store, type Tx } from '../store/store.js';
 import type { QuarantineRow } from '../ingest/quality.js';
 
@@ -29,6 +30,11 @@ export interface StagedBatch {
   /** The envelope JSON exactly as received (decompressed). */
   body: Buffer;
   extra: StagingExtra | null;
+  /**
+   * Set when the stored body could not be inflated (storage damage: ingest checked it before it
+   * staged it); `body` is then the stored bytes as they are, for the isolator to keep aside.
+   */
+  damaged?: string;
 }
 
 interface PendingMeta {
@@ -192,23 +198,39 @@ export class StagingStore {
     }
     const read = await this.readBodies(metas.map((p) => p.id).filter((id) => !this.bodies.has(id)));
     return metas.map((p) => {
-      const body = this.bodies.get(p.id) ?? read.get(p.id);
+      const got = read.get(p.id);
+      const body = this.bodies.get(p.id) ?? got?.body;
       if (!body) throw new Error(`staged batch ${p.id} is missing`);
-      return { id: p.id, site: p.site, batchId: p.batchId, received: p.received, extra: p.extra, body };
+      const b: StagedBatch = { id: p.id, site: p.site, batchId: p.batchId, received: p.received, extra: p.extra, body };
+      if (got?.damaged !== undefined) b.damaged = got.damaged;
+      return b;
     });
   }
 
-  /** Bodies not in memory: one query per chunk, inflated on the thread pool (off the event loop, in parallel). */
-  private async readBodies(ids: number[]): Promise<Map<number, Buffer>> {
-    const out = new Map<number, Buffer>();
+  /**
+   * Bodies not in memory: one query per chunk, inflated on the thread pool (off the event loop, in
+   * parallel). One that does not inflate comes back as stored, marked damaged: an error here would
+   * hold every later batch behind it, at every flush.
+   */
+  private async readBodies(ids: number[]): Promise<Map<number, { body: Buffer; damaged?: string }>> {
+    const out = new Map<number, { body: Buffer; damaged?: string }>();
     for (let i = 0; i < ids.length; i += READ_CHUNK) {
       const chunk = ids.slice(i, i + READ_CHUNK);
       const rows = await this.store.all<{ id: number; encoding: string; body: Buffer }>(
         `SELECT id, encoding, body FROM staging WHERE id IN (${chunk.map(() => '?').join(', ')})`,
         chunk,
       );
-      const inflated = await Promise.all(rows.map((r) => (r.encoding === 'gzip' ? gunzipAsync(r.body) : r.body)));
-      rows.forEach((r, k) => out.set(r.id, inflated[k]!));
+      const read = await Promise.all(
+        rows.map(async (r) => {
+          if (r.encoding !== 'gzip') return { body: r.body };
+          try {
+            return { body: await gunzipAsync(r.body) };
+          } catch (err) {
+            return { body: r.body, damaged: `${r.encoding} body does not inflate: ${errorMessage(err)}` };
+          }
+        }),
+      );
+      rows.forEach((r, k) => out.set(r.id, read[k]!));
     }
     return out;
   }

@@ -38,6 +38,7 @@ export interface WriterStatus {
 
 /** How long stop() waits for a flush in progress before it interrupts DuckDB (SIGTERM must exit within 10 s). */
 const STOP_WAIT_MS = 5000;
+const FLUSH_BUCKETS = [0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30];
 
 export class LakehouseWriter {
   private timer: NodeJS.Timeout | undefined;
@@ -78,13 +79,7 @@ export class LakehouseWriter {
   ) {
     this.tmp = join(root, '_tmp');
     this.mFlushes = counter(registry, 'edgetwin_cloud_lake_flushes_total', 'Lakehouse micro-batch flushes, by result', ['result']);
-    this.mSeconds = histogram(
-      registry,
-      'edgetwin_cloud_lake_flush_seconds',
-      'Duration of one lakehouse flush',
-      [],
-      [0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30],
-    );
+    this.mSeconds = histogram(registry, 'edgetwin_cloud_lake_flush_seconds', 'Duration of one lakehouse flush', [], FLUSH_BUCKETS);
     this.mRows = counter(registry, 'edgetwin_cloud_lake_batches_written_total', 'Staged batches written to the lakehouse');
     this.mPendingBytes = gauge(registry, 'edgetwin_cloud_lake_pending_bytes', 'Staged bytes not yet in the lakehouse');
     this.mPendingBatches = gauge(registry, 'edgetwin_cloud_lake_pending_batches', 'Staged batches not yet in the lakehouse');
@@ -136,16 +131,10 @@ export class LakehouseWriter {
   /** Deletes files beyond the lake cursor: a flush that did not finish (they are written again). */
   private removeUncommitted(): void {
     const cursor = this.staging.cursor();
-    let removed = 0;
-    for (const t of TABLE_NAMES) {
-      for (const f of listFiles(this.root, t)) {
-        if (f.hi > cursor) {
-          unlinkSync(f.path);
-          removed++;
-        }
-      }
-    }
-    if (removed > 0) this.log.warn({ removed, cursor }, 'removed Parquet files of an unfinished flush; their batches are written again');
+    const stale = TABLE_NAMES.flatMap((t) => listFiles(this.root, t)).filter((f) => f.hi > cursor);
+    for (const f of stale) unlinkSync(f.path);
+    if (stale.length > 0)
+      this.log.warn({ removed: stale.length, cursor }, 'removed Parquet files of an unfinished flush; their batches are written again');
   }
 
   private schedule(): void {
@@ -190,8 +179,7 @@ export class LakehouseWriter {
         if (this.staging.pendingBytes < this.cfg.flushMaxBytes) break;
       }
     } catch (err) {
-      // Reading the staged batches failed (the database went away mid-flush; store-outage.test.ts
-      // found it as an unhandled rejection): nothing was released, the next flush retries.
+      // Reading the staged batches failed (database gone mid-flush): nothing was released, the next flush retries.
       this.lastError = errorMessage(err);
       if (this.failingSince === 0) this.failingSince = Date.now();
       this.log.debug({ err }, 'lakehouse writer: cannot read the staged batches; next flush retries');
@@ -204,6 +192,10 @@ export class LakehouseWriter {
     let batches = await this.staging.take(this.cfg.flushMaxBytes);
     if (this.narrow > 0 && batches.length > this.narrow) batches = batches.slice(0, this.narrow);
     if (batches.length === 0) return false;
+    // A body the database gave back damaged: the batches before it are written, then it is set aside.
+    const damaged = batches.findIndex((b) => b.damaged !== undefined);
+    if (damaged === 0) return this.isolator.setAside(batches[0]!, batches[0]!.damaged!);
+    if (damaged > 0) batches = batches.slice(0, damaged);
     const lo = batches[0]!.id;
     const hi = batches[batches.length - 1]!.id;
     const end = this.mSeconds.startTimer();

@@ -5,8 +5,9 @@
  * else is written — across restarts; /healthz degrades at once, naming the failure's class but never
  * the data.
  */
-import { rmSync, writeFileSync } from 'node:fs';
+import { readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
+import { gzipSync } from 'node:zlib';
 import t from 'tap';
 import type { Cloud } from '../../cloud/cloud.js';
 import { call, duckSql, envelope, readings, startTestCloud, telemetry } from '../helpers/cloud.js';
@@ -227,4 +228,48 @@ t.test('a batch remembered while the writer reads the table is queued once, and 
   );
   await cloud.flush();
   t.same(await duckSql(`SELECT count(*) AS n FROM read_parquet('${silverGlob(cloud)}')`), [{ n: 6 }], 'each written once');
+});
+
+t.test('a staged body that no longer inflates (storage damage) is set aside byte for byte; the batches after it are written', async (t) => {
+  const { dir, cleanup } = tempDir();
+  t.teardown(cleanup);
+  // No bodies kept in memory: every body is read back from the database, as after a restart or on another replica.
+  const cloud = await startTestCloud(join(dir, 'cloud'), { lakehouse: { flushIntervalMs: 3_600_000, memoryMaxBytes: 0 } });
+  t.teardown(() => cloud.stop());
+  const now = Date.now();
+  const stage = async (batchId: string, encoded: Buffer, bytes: number): Promise<number> =>
+    cloud.store.tx((tx) => cloud.staging.insert(tx, 'site-a', batchId, now, { encoding: 'gzip', bytes: encoded }, bytes, null));
+  const good = (batchId: string, device: string): Buffer =>
+    gzipSync(JSON.stringify(envelope(batchId, 'site-a', [telemetry(device, 1, readings(4, 1, now - 10_000))])));
+  // A gzip header, then bytes that are no deflate stream: what a damaged page or a bad restore leaves.
+  const damaged = Buffer.concat([Buffer.from([0x1f, 0x8b, 0x08, 0x00, 0, 0, 0, 0, 0, 3]), Buffer.from('not a deflate stream at all')]);
+  await stage('b-1', good('b-1', 'dev-1'), 200);
+  const badId = await stage('b-2', damaged, 200);
+  await stage('b-3', good('b-3', 'dev-3'), 200);
+  await cloud.staging.refresh();
+  t.equal(cloud.staging.pendingBatches, 3);
+
+  await cloud.flush();
+  t.equal(cloud.lake.writer.status().pendingBatches, 0, 'nothing is left behind the damaged body');
+  t.equal(cloud.lake.writer.status().lastError, null, 'the writer is not failing');
+  t.same(
+    await duckSql(`SELECT device, count(*)::INT AS n FROM read_parquet('${silverGlob(cloud)}') GROUP BY device ORDER BY device`),
+    [
+      { device: 'dev-1', n: 4 },
+      { device: 'dev-3', n: 4 },
+    ],
+    'the batches before and after it reach silver',
+  );
+  const kept = join(cloud.lake.root, '_quarantine', `staging-${badId}.body`);
+  t.same(readFileSync(kept), damaged, 'the stored bytes are kept as they were');
+  t.match(
+    await duckSql(`SELECT reason, detail FROM read_parquet('${quarantineGlob(cloud)}')`),
+    [{ reason: 'lake', detail: /staging-\d+\.body: gzip body does not inflate/ }],
+    'a quarantine row says where and why',
+  );
+  t.match(
+    await call('GET', `${cloud.url}/metrics`),
+    { body: /edgetwin_cloud_lake_quarantined_rows_total\{[^}]*\} 1\n/ },
+    'and it is counted',
+  );
 });
