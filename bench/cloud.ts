@@ -47,6 +47,8 @@ const { values } = parseArgs({
   },
 });
 if (values.store !== 'sqlite' && values.store !== 'postgres') throw new Error('--store must be sqlite or postgres');
+for (const k of ['duration-s', 'first-reads-s'] as const)
+  if (!(Number(values[k]) > 0)) throw new Error(`--${k} must be a number of seconds above 0 (got ${values[k]})`);
 const READINGS = Number(values.readings);
 const DEVICES = Number(values.devices);
 const PER_MESSAGE = 500;

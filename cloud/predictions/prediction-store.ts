@@ -161,7 +161,7 @@ export class PredictionStore {
 
   /** The twin's `predictions` of one device, from the cache when it holds them (the same frozen object until they change). */
   async latestOf(device: string): Promise<Readonly<Record<string, PredictionView>>> {
-    return this.cache.get(device) ?? (await this.latestMany([device])).get(device) ?? NONE;
+    return (await this.latestMany([device])).get(device) ?? NONE;
   }
 
   /** The same for many devices at once (twin lists and point reads), from the cache where it holds them. */

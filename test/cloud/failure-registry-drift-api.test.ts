@@ -5,8 +5,6 @@
  * `GET /v1/models/{name}/{version}/drift` answers per cohort, a tag cohort (`drift.cohortTags`)
  * merging devices of two sites exactly, with its errors (unknown version, bad cohort, another site).
  */
-import { generateKeyPairSync } from 'node:crypto';
-import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import t from 'tap';
 import { request } from 'undici';
@@ -15,7 +13,7 @@ import { Histogram } from '../../common/drift/histogram.js';
 import { driftSpecsOf } from '../../common/drift/specs.js';
 import { verifyEntry } from '../../common/models/signature.js';
 import { call, envelope, readings, startTestCloud, telemetry } from '../helpers/cloud.js';
-import { variant } from '../helpers/models.js';
+import { signingKey, variant } from '../helpers/models.js';
 import { driftReading, gauss } from '../helpers/readings.js';
 import { failureModel } from '../helpers/rul.js';
 import { tempDir } from '../helpers/util.js';
@@ -25,9 +23,7 @@ const HOUR = 3_600_000;
 t.test('failure model: registry, signing, kind, desired failureModel; drift API per site and tag cohort', async (t) => {
   const { dir, cleanup } = tempDir();
   t.teardown(cleanup);
-  const { privateKey, publicKey } = generateKeyPairSync('ed25519');
-  const keyFile = join(dir, 'signing.pem');
-  writeFileSync(keyFile, privateKey.export({ type: 'pkcs8', format: 'pem' }), { mode: 0o600 });
+  const { keyFile, publicKey } = signingKey(dir);
   const cloud = await startTestCloud(join(dir, 'cloud'), {
     models: { signingKeyFile: keyFile, reconcileIntervalMs: 0 },
     drift: { cohortTags: ['line'], evaluateIntervalMs: 3_600_000 },

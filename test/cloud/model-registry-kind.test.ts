@@ -5,21 +5,17 @@
  * uploaded before issue 16 — covered: stored as uploaded (what its signature covers), listed as
  * anomaly, promoted onto desired `model`.
  */
-import { generateKeyPairSync } from 'node:crypto';
-import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import t from 'tap';
 import { verifyEntry } from '../../common/models/signature.js';
 import { call, envelope, readings, startTestCloud, telemetry } from '../helpers/cloud.js';
-import { variant } from '../helpers/models.js';
+import { signingKey, variant } from '../helpers/models.js';
 import { tempDir } from '../helpers/util.js';
 
 t.test('anomaly entries with and without kind: stored as sent, signed, listed and promoted as anomaly', async (t) => {
   const { dir, cleanup } = tempDir();
   t.teardown(cleanup);
-  const { privateKey, publicKey } = generateKeyPairSync('ed25519');
-  const keyFile = join(dir, 'signing.pem');
-  writeFileSync(keyFile, privateKey.export({ type: 'pkcs8', format: 'pem' }), { mode: 0o600 });
+  const { keyFile, publicKey } = signingKey(dir);
   const cloud = await startTestCloud(join(dir, 'cloud'), { models: { signingKeyFile: keyFile, reconcileIntervalMs: 0 } });
   t.teardown(() => cloud.stop());
   const url = cloud.url;

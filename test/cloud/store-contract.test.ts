@@ -397,4 +397,10 @@ t.test('a PostgreSQL pool opens its kept connections before the first request, n
   t.teardown(() => capped.close());
   t.equal(capped.pool.totalCount, 3, 'a minimum above the maximum opens the maximum');
   t.equal(loadCloudConfig(undefined, { stateDir: '/x' }, {}).store.poolMin, 10, 'the default keeps every default pooled connection');
+  for (const poolMin of [-1, 1.5, 'ten', 201])
+    t.throws(
+      () => loadCloudConfig(undefined, { stateDir: '/x', store: { poolMin } }, {}),
+      { code: 'EDGETWIN_ERR_CONFIG' },
+      `poolMin ${poolMin} is refused`,
+    );
 });
